@@ -1,0 +1,699 @@
+//! Configuration: a TOML file, plus command-line overrides, validated into a typed [`Config`].
+//!
+//! The file is walked key by key (not deserialized with serde) so that every problem is reported
+//! at once, each with its line and dotted key: an operator fixes a file in one round.
+//! `config/roster.toml` documents every key with its default; keep the two in step.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::de::{DeTable, DeValue};
+
+use crate::identity::IdentityConfig;
+use crate::zone::{DomainName, ReverseZone, ZoneSettings};
+
+/// The default configuration path (SPEC §5).
+pub const DEFAULT_PATH: &str = "config/roster.toml";
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
+pub const DEFAULT_ZONE: &str = "roster.internal.";
+pub const DEFAULT_TTL: u32 = 5;
+pub const DEFAULT_NEGATIVE_TTL: u32 = 5;
+/// RFC 2181 allows up to 2^31-1, but names that follow pods should not be cached for more than
+/// a day; a larger value is almost certainly a mistake (milliseconds, say).
+pub const MAX_TTL: u32 = 86_400;
+/// DNS Flag Day 2020: a payload that avoids IP fragmentation on every common path.
+pub const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
+pub const DEFAULT_TCP_IDLE_TIMEOUT: u64 = 10;
+/// Where roster's own Service lives in the manifests of `deploy/`.
+pub const DEFAULT_NAMESERVER: &str = "roster.roster-system.svc.cluster.local.";
+
+/// Where pods come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceConfig {
+    /// A local file of Pod objects, watched.
+    File { path: PathBuf },
+}
+
+/// The validated configuration roster runs with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file it came from, if any (for messages).
+    pub file: Option<PathBuf>,
+    /// UDP and TCP on each.
+    pub listen: Vec<SocketAddr>,
+    pub zone: ZoneSettings,
+    /// Largest UDP answer offered to EDNS clients; answers are also capped by the client's size.
+    pub max_udp_payload: u16,
+    /// A TCP connection with no query for this long is closed.
+    pub tcp_idle_timeout: Duration,
+    pub identity: IdentityConfig,
+    pub source: SourceConfig,
+}
+
+/// Command-line settings that replace the file's (SPEC §5).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub listen: Vec<SocketAddr>,
+    pub zones: Vec<String>,
+    pub pods_file: Option<PathBuf>,
+}
+
+/// One thing wrong with a configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line in the file, when the problem has one.
+    pub line: Option<usize>,
+    /// Dotted key, such as `dns.ttl`, or the flag that set it.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}: {}", self.key, self.message),
+            None => write!(f, "{}: {}", self.key, self.message),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path}: {}", list(.problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+fn list(problems: &[Problem]) -> String {
+    match problems {
+        [one] => one.to_string(),
+        many => {
+            let mut s = format!("{} problems:", many.len());
+            for p in many {
+                s.push_str("\n  ");
+                s.push_str(&p.to_string());
+            }
+            s
+        }
+    }
+}
+
+impl Config {
+    /// Reads, overrides and validates. Every problem of the file and the flags is reported
+    /// together.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, Some(path), overrides).map_err(|problems| ConfigError::Invalid {
+            path: path.to_owned(),
+            problems,
+        })
+    }
+
+    /// Validates `text`; relative paths in it are taken from `path`'s directory.
+    pub fn parse(
+        text: &str,
+        path: Option<&Path>,
+        overrides: &Overrides,
+    ) -> Result<Config, Vec<Problem>> {
+        let mut w = Walker {
+            text,
+            problems: Vec::new(),
+        };
+        let (root, syntax) = DeTable::parse_recoverable(text);
+        for e in syntax {
+            let line = e.span().map(|s| w.line(s.start));
+            w.problems.push(Problem {
+                line,
+                key: "(syntax)".into(),
+                message: e.message().into(),
+            });
+        }
+        let root = root.into_inner();
+        let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
+
+        w.known(&root, "", &["dns", "members", "source"]);
+        let empty = DeTable::new();
+        let dns = w.table(&root, "", "dns").unwrap_or(&empty);
+        let members = w.table(&root, "", "members").unwrap_or(&empty);
+        let source = w.table(&root, "", "source").unwrap_or(&empty);
+        w.known(
+            dns,
+            "dns.",
+            &[
+                "listen",
+                "zones",
+                "reverse_zones",
+                "ttl",
+                "negative_ttl",
+                "max_udp_payload",
+                "tcp_idle_timeout",
+                "nameserver",
+                "hostmaster",
+            ],
+        );
+        w.known(members, "members.", &["publish_not_ready"]);
+        w.known(source, "source.", &["type", "pods_file"]);
+
+        let listen: Vec<SocketAddr> = if overrides.listen.is_empty() {
+            let listen = w.strings(dns, "dns.", "listen", &[DEFAULT_LISTEN]);
+            listen
+                .into_iter()
+                .filter_map(|(s, line)| match s.parse() {
+                    Ok(a) => Some(a),
+                    Err(_) => {
+                        w.problem(line, "dns.listen", format!("{s:?} is not an ADDRESS:PORT"));
+                        None
+                    }
+                })
+                .collect()
+        } else {
+            overrides.listen.clone()
+        };
+        if listen.is_empty() {
+            w.problem(None, "dns.listen", "at least one address is needed".into());
+        }
+        for (i, a) in listen.iter().enumerate() {
+            if listen[..i].contains(a) {
+                w.problem(None, "dns.listen", format!("{a} is listed twice"));
+            }
+        }
+
+        let zones: Vec<(String, Option<usize>)> = if overrides.zones.is_empty() {
+            w.strings(dns, "dns.", "zones", &[DEFAULT_ZONE])
+        } else {
+            overrides.zones.iter().map(|z| (z.clone(), None)).collect()
+        };
+        let zone_key = if overrides.zones.is_empty() {
+            "dns.zones"
+        } else {
+            "--zone"
+        };
+        let zones: Vec<DomainName> = zones
+            .into_iter()
+            .filter_map(|(z, line)| match DomainName::parse(&z) {
+                Ok(name) if name.labels().last().is_some_and(|l| &**l == "arpa") => {
+                    w.problem(
+                        line,
+                        zone_key,
+                        format!("{z:?} is a reverse zone; list it in dns.reverse_zones"),
+                    );
+                    None
+                }
+                Ok(name) => Some(name),
+                Err(e) => {
+                    w.problem(line, zone_key, e);
+                    None
+                }
+            })
+            .collect();
+        if zones.is_empty() && w.problems.is_empty() {
+            w.problem(None, zone_key, "at least one zone is needed".into());
+        }
+        let reverse_zones: Vec<ReverseZone> = w
+            .strings(dns, "dns.", "reverse_zones", &[])
+            .into_iter()
+            .filter_map(|(z, line)| {
+                ReverseZone::parse(&z)
+                    .map_err(|e| w.problem(line, "dns.reverse_zones", e))
+                    .ok()
+            })
+            .collect();
+        let names: Vec<&DomainName> = zones
+            .iter()
+            .chain(reverse_zones.iter().map(|r| &r.name))
+            .collect();
+        for (i, a) in names.iter().enumerate() {
+            for b in &names[..i] {
+                if a.is_within(b) || b.is_within(a) {
+                    w.problem(None, "dns.zones", format!("zones {b} and {a} overlap"));
+                }
+            }
+        }
+
+        let ttl = w.int(dns, "dns.", "ttl", DEFAULT_TTL.into(), 0, MAX_TTL.into()) as u32;
+        let negative_ttl = w.int(
+            dns,
+            "dns.",
+            "negative_ttl",
+            DEFAULT_NEGATIVE_TTL.into(),
+            0,
+            MAX_TTL.into(),
+        ) as u32;
+        let max_udp_payload = w.int(
+            dns,
+            "dns.",
+            "max_udp_payload",
+            DEFAULT_MAX_UDP_PAYLOAD.into(),
+            512,
+            65_535,
+        ) as u16;
+        let tcp_idle_timeout = w.int(
+            dns,
+            "dns.",
+            "tcp_idle_timeout",
+            DEFAULT_TCP_IDLE_TIMEOUT as i64,
+            1,
+            3600,
+        ) as u64;
+        let nameserver = w.name(dns, "dns.", "nameserver", DEFAULT_NAMESERVER);
+        let default_hostmaster = format!(
+            "hostmaster.{}",
+            zones
+                .first()
+                .map_or(DEFAULT_ZONE.to_owned(), |z| z.to_string())
+        );
+        let hostmaster = w.name(dns, "dns.", "hostmaster", &default_hostmaster);
+        let publish_not_ready = w.bool(members, "members.", "publish_not_ready", false);
+
+        let source = match &overrides.pods_file {
+            Some(file) => SourceConfig::File { path: file.clone() },
+            None => {
+                let kind = w
+                    .string(source, "source.", "type")
+                    .map(|(s, line)| (s.to_owned(), line));
+                match kind {
+                    None => w.source_file(source, base),
+                    Some((k, _)) if k == "file" => w.source_file(source, base),
+                    Some((other, line)) => {
+                        w.problem(
+                            line,
+                            "source.type",
+                            format!("{other:?} is not a source; use \"file\""),
+                        );
+                        SourceConfig::File {
+                            path: PathBuf::new(),
+                        }
+                    }
+                }
+            }
+        };
+
+        if !w.problems.is_empty() {
+            return Err(w.problems);
+        }
+        Ok(Config {
+            file: path.map(Path::to_owned),
+            listen,
+            zone: ZoneSettings {
+                zones,
+                reverse_zones,
+                ttl,
+                negative_ttl,
+                nameserver: nameserver.expect("checked above"),
+                hostmaster: hostmaster.expect("checked above"),
+            },
+            max_udp_payload,
+            tcp_idle_timeout: Duration::from_secs(tcp_idle_timeout),
+            identity: IdentityConfig { publish_not_ready },
+            source,
+        })
+    }
+
+    /// The effective configuration as TOML, in the file's layout (`roster check-config`).
+    pub fn to_toml(&self) -> String {
+        let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
+        let list = |items: Vec<String>| {
+            format!(
+                "[{}]",
+                items.iter().map(|s| q(s)).collect::<Vec<_>>().join(", ")
+            )
+        };
+        let z = &self.zone;
+        let mut out = String::new();
+        if let Some(file) = &self.file {
+            out.push_str(&format!(
+                "# effective configuration of {}\n",
+                file.display()
+            ));
+        }
+        out.push_str("[dns]\n");
+        out.push_str(&format!(
+            "listen = {}\n",
+            list(self.listen.iter().map(ToString::to_string).collect())
+        ));
+        out.push_str(&format!(
+            "zones = {}\n",
+            list(z.zones.iter().map(ToString::to_string).collect())
+        ));
+        out.push_str(&format!(
+            "reverse_zones = {}\n",
+            list(z.reverse_zones.iter().map(|r| r.name.to_string()).collect())
+        ));
+        out.push_str(&format!(
+            "ttl = {}\nnegative_ttl = {}\n",
+            z.ttl, z.negative_ttl
+        ));
+        out.push_str(&format!("max_udp_payload = {}\n", self.max_udp_payload));
+        out.push_str(&format!(
+            "tcp_idle_timeout = {}\n",
+            self.tcp_idle_timeout.as_secs()
+        ));
+        out.push_str(&format!("nameserver = {}\n", q(&z.nameserver.to_string())));
+        out.push_str(&format!("hostmaster = {}\n", q(&z.hostmaster.to_string())));
+        out.push_str(&format!(
+            "\n[members]\npublish_not_ready = {}\n",
+            self.identity.publish_not_ready
+        ));
+        match &self.source {
+            SourceConfig::File { path } => {
+                out.push_str(&format!(
+                    "\n[source]\ntype = \"file\"\npods_file = {}\n",
+                    q(&path.display().to_string())
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Reads values out of the spanned TOML tree, recording problems instead of stopping.
+struct Walker<'t> {
+    text: &'t str,
+    problems: Vec<Problem>,
+}
+
+type Entry<'a, 'i> = (&'a toml::Spanned<DeValue<'i>>, Option<usize>);
+
+impl<'t> Walker<'t> {
+    fn line(&self, offset: usize) -> usize {
+        self.text.as_bytes()[..offset.min(self.text.len())]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn problem(&mut self, line: Option<usize>, key: &str, message: String) {
+        self.problems.push(Problem {
+            line,
+            key: key.into(),
+            message,
+        });
+    }
+
+    fn known(&mut self, table: &DeTable<'_>, prefix: &str, keys: &[&str]) {
+        for (k, _) in table.iter() {
+            if !keys.contains(&k.get_ref().as_ref()) {
+                let line = Some(self.line(k.span().start));
+                let message = format!("unknown key (known here: {})", keys.join(", "));
+                self.problem(line, &format!("{prefix}{}", k.get_ref()), message);
+            }
+        }
+    }
+
+    fn get<'a, 'i>(&self, table: &'a DeTable<'i>, key: &str) -> Option<Entry<'a, 'i>> {
+        table.get(key).map(|v| (v, Some(self.line(v.span().start))))
+    }
+
+    fn wrong_type(&mut self, line: Option<usize>, key: String, want: &str, got: &DeValue<'_>) {
+        self.problem(
+            line,
+            &key,
+            format!("expected {want}, found {}", got.type_str()),
+        );
+    }
+
+    fn table<'a, 'i>(
+        &mut self,
+        table: &'a DeTable<'i>,
+        prefix: &str,
+        key: &str,
+    ) -> Option<&'a DeTable<'i>> {
+        let (v, line) = self.get(table, key)?;
+        match v.get_ref() {
+            DeValue::Table(t) => Some(t),
+            other => {
+                self.wrong_type(line, format!("{prefix}{key}"), "a table", other);
+                None
+            }
+        }
+    }
+
+    fn string<'a>(
+        &mut self,
+        table: &'a DeTable<'_>,
+        prefix: &str,
+        key: &str,
+    ) -> Option<(&'a str, Option<usize>)> {
+        let (v, line) = self.get(table, key)?;
+        match v.get_ref() {
+            DeValue::String(s) => Some((s.as_ref(), line)),
+            other => {
+                self.wrong_type(line, format!("{prefix}{key}"), "a string", other);
+                None
+            }
+        }
+    }
+
+    fn strings(
+        &mut self,
+        table: &DeTable<'_>,
+        prefix: &str,
+        key: &str,
+        default: &[&str],
+    ) -> Vec<(String, Option<usize>)> {
+        let Some((v, line)) = self.get(table, key) else {
+            return default.iter().map(|s| (s.to_string(), None)).collect();
+        };
+        let DeValue::Array(items) = v.get_ref() else {
+            self.wrong_type(
+                line,
+                format!("{prefix}{key}"),
+                "a list of strings",
+                v.get_ref(),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items.iter() {
+            let line = Some(self.line(item.span().start));
+            match item.get_ref() {
+                DeValue::String(s) => out.push((s.to_string(), line)),
+                other => self.wrong_type(line, format!("{prefix}{key}"), "a string", other),
+            }
+        }
+        out
+    }
+
+    fn int(
+        &mut self,
+        table: &DeTable<'_>,
+        prefix: &str,
+        key: &str,
+        default: i64,
+        min: i64,
+        max: i64,
+    ) -> i64 {
+        let Some((v, line)) = self.get(table, key) else {
+            return default;
+        };
+        let full = format!("{prefix}{key}");
+        let DeValue::Integer(i) = v.get_ref() else {
+            self.wrong_type(line, full, "an integer", v.get_ref());
+            return default;
+        };
+        match i64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(n) if (min..=max).contains(&n) => n,
+            _ => {
+                self.problem(
+                    line,
+                    &full,
+                    format!("{} is out of range ({min} to {max})", i.as_str()),
+                );
+                default
+            }
+        }
+    }
+
+    fn bool(&mut self, table: &DeTable<'_>, prefix: &str, key: &str, default: bool) -> bool {
+        let Some((v, line)) = self.get(table, key) else {
+            return default;
+        };
+        match v.get_ref() {
+            DeValue::Boolean(b) => *b,
+            other => {
+                self.wrong_type(line, format!("{prefix}{key}"), "true or false", other);
+                default
+            }
+        }
+    }
+
+    fn name(
+        &mut self,
+        table: &DeTable<'_>,
+        prefix: &str,
+        key: &str,
+        default: &str,
+    ) -> Option<DomainName> {
+        let (text, line) = match self.string(table, prefix, key) {
+            Some((s, line)) => (s.to_owned(), line),
+            None => (default.to_owned(), None),
+        };
+        DomainName::parse(&text)
+            .map_err(|e| self.problem(line, &format!("{prefix}{key}"), e))
+            .ok()
+    }
+
+    fn source_file(&mut self, source: &DeTable<'_>, base: &Path) -> SourceConfig {
+        match self.string(source, "source.", "pods_file") {
+            Some((p, _)) if !p.is_empty() => SourceConfig::File { path: base.join(p) },
+            Some((_, line)) => {
+                self.problem(line, "source.pods_file", "must not be empty".into());
+                SourceConfig::File {
+                    path: PathBuf::new(),
+                }
+            }
+            None => {
+                self.problem(
+                    None,
+                    "source.pods_file",
+                    "required by the file source (a path to a list of Pods)".into(),
+                );
+                SourceConfig::File {
+                    path: PathBuf::new(),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, Vec<Problem>> {
+        Config::parse(
+            text,
+            Some(Path::new("/etc/roster/roster.toml")),
+            &Overrides::default(),
+        )
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse("[source]\npods_file = \"pods.yaml\"\n").unwrap();
+        assert_eq!(c.listen, ["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!(c.zone.zones[0].to_string(), "roster.internal.");
+        assert_eq!((c.zone.ttl, c.zone.negative_ttl), (5, 5));
+        assert_eq!(c.max_udp_payload, 1232);
+        assert_eq!(c.zone.hostmaster.to_string(), "hostmaster.roster.internal.");
+        assert_eq!(
+            c.source,
+            SourceConfig::File {
+                path: "/etc/roster/pods.yaml".into()
+            }
+        );
+        assert!(!c.identity.publish_not_ready);
+    }
+
+    #[test]
+    fn every_problem_at_once_with_lines_and_keys() {
+        let text = "\
+[dns]
+listen = [\"127.0.0.1:53\", \"nope\"]
+zones = [\"Good.Zone.\", \"bad zone\"]
+ttl = 999999
+negative_ttl = \"5\"
+zonez = 1
+
+[source]
+type = \"etcd\"
+";
+        let problems = parse(text).unwrap_err();
+        let got: Vec<(Option<usize>, &str)> =
+            problems.iter().map(|p| (p.line, p.key.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (Some(6), "dns.zonez"),
+                (Some(2), "dns.listen"),
+                (Some(3), "dns.zones"),
+                (Some(4), "dns.ttl"),
+                (Some(5), "dns.negative_ttl"),
+                (Some(9), "source.type"),
+            ],
+            "{problems:#?}"
+        );
+        assert!(
+            problems[3].message.contains("out of range"),
+            "{}",
+            problems[3]
+        );
+    }
+
+    #[test]
+    fn overrides_replace_the_file() {
+        let overrides = Overrides {
+            listen: vec![
+                "127.0.0.1:1053".parse().unwrap(),
+                "[::1]:1053".parse().unwrap(),
+            ],
+            zones: vec!["A.Example".into()],
+            pods_file: Some("here.json".into()),
+        };
+        let c = Config::parse(
+            "[dns]\nlisten=[\"0.0.0.0:53\"]\nzones=[\"x.y\"]\n[source]\npods_file=\"p\"\n",
+            Some(Path::new("/etc/r.toml")),
+            &overrides,
+        )
+        .unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.zone.zones[0].to_string(), "a.example.");
+        assert_eq!(
+            c.source,
+            SourceConfig::File {
+                path: "here.json".into()
+            }
+        );
+    }
+
+    #[test]
+    fn zone_checks() {
+        for (zones, want) in [
+            ("[\".\"]", "root"),
+            ("[\"a.b\", \"c.a.b\"]", "overlap"),
+            ("[\"10.in-addr.arpa\"]", "reverse"),
+            ("[]", "at least one"),
+        ] {
+            let text = format!("[dns]\nzones = {zones}\n[source]\npods_file=\"p\"\n");
+            let problems = parse(&text).unwrap_err();
+            assert!(
+                problems.iter().any(|p| p.message.contains(want)),
+                "{zones}: {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn syntax_errors_have_lines() {
+        let problems = parse("[dns]\nttl = = 5\n").unwrap_err();
+        assert_eq!(problems[0].line, Some(2), "{problems:?}");
+    }
+
+    #[test]
+    fn effective_config_round_trips() {
+        let c = parse("[dns]\nreverse_zones=[\"10.in-addr.arpa\"]\n[members]\npublish_not_ready=true\n[source]\npods_file=\"p.yaml\"\n").unwrap();
+        let again =
+            Config::parse(&c.to_toml(), Some(Path::new("/")), &Overrides::default()).unwrap();
+        assert_eq!(
+            Config {
+                file: c.file.clone(),
+                ..again
+            },
+            c
+        );
+    }
+}

@@ -1,0 +1,349 @@
+//! The wire: the only module that touches hickory's server API. It checks protocol hygiene
+//! (opcode, EDNS version, question count, class), asks [`crate::zone::answer`], and encodes the
+//! answer so that it fits the transport: additional records are dropped first, then answers are
+//! cut in ordinal order with TC=1 (RFC 2181 §9), and the OPT record always survives.
+
+pub mod listen;
+
+use std::sync::Arc;
+
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_server::proto::rr::rdata::{A, AAAA, NS, PTR, SOA, SRV};
+use hickory_server::proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_server::proto::serialize::binary::BinEncoder;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use tracing::debug;
+
+use crate::membership::Published;
+use crate::zone::{self, AnswerKind, DomainName, QType, Rdata, ZoneSettings};
+
+/// SOA timers. roster has no secondaries (the zone is not transferable), so these only tell
+/// resolvers and tools something sane.
+const SOA_REFRESH: i32 = 3600;
+const SOA_RETRY: i32 = 600;
+const SOA_EXPIRE: i32 = 86_400;
+
+/// Size of an OPT record with no options (RFC 6891 §6.1.2): root name, type, class, TTL, RDLEN.
+const OPT_LEN: usize = 11;
+
+fn to_name(name: &DomainName) -> Name {
+    let mut n = Name::from_labels(name.labels().iter().map(|l| l.as_bytes()))
+        .expect("validated at configuration time");
+    n.set_fqdn(true);
+    n
+}
+
+/// Answers DNS requests from the latest published snapshot.
+pub struct Handler {
+    settings: ZoneSettings,
+    max_udp_payload: u16,
+    published: Arc<Published>,
+    /// Origins of the forward zones, for SRV and PTR targets.
+    origins: Vec<Name>,
+    nameserver: Name,
+    hostmaster: Name,
+}
+
+impl Handler {
+    pub fn new(settings: ZoneSettings, max_udp_payload: u16, published: Arc<Published>) -> Self {
+        Self {
+            origins: settings.zones.iter().map(to_name).collect(),
+            nameserver: to_name(&settings.nameserver),
+            hostmaster: to_name(&settings.hostmaster),
+            settings,
+            max_udp_payload,
+            published,
+        }
+    }
+
+    fn target(&self, relative: &str, zone: usize) -> Name {
+        let labels = relative.split('.').map(str::as_bytes);
+        let mut name = Name::from_labels(labels).expect("member names are DNS labels");
+        name.set_fqdn(false);
+        name.append_domain(&self.origins[zone])
+            .expect("validated name lengths")
+    }
+
+    fn soa(&self, apex: Name, serial: u32) -> Record {
+        let soa = SOA::new(
+            self.nameserver.clone(),
+            self.hostmaster.clone(),
+            serial,
+            SOA_REFRESH,
+            SOA_RETRY,
+            SOA_EXPIRE,
+            self.settings.negative_ttl,
+        );
+        Record::from_rdata(apex, self.settings.negative_ttl, RData::SOA(soa))
+    }
+
+    fn record(
+        &self,
+        owner: &Name,
+        rdata: Rdata<'_>,
+        zone: usize,
+        apex: &Name,
+        serial: u32,
+    ) -> Record {
+        let ttl = self.settings.ttl;
+        let data = match rdata {
+            Rdata::A(a) => RData::A(A(a)),
+            Rdata::Aaaa(a) => RData::AAAA(AAAA(a)),
+            Rdata::Srv { port, target } => {
+                RData::SRV(SRV::new(0, 1, port, self.target(target, zone)))
+            }
+            Rdata::Ptr(target) => RData::PTR(PTR(self.target(target, zone))),
+            Rdata::Ns => RData::NS(NS(self.nameserver.clone())),
+            Rdata::Soa => return self.soa(apex.clone(), serial),
+        };
+        Record::from_rdata(owner.clone(), ttl, data)
+    }
+}
+
+fn qtype(t: RecordType) -> QType {
+    match t {
+        RecordType::A => QType::A,
+        RecordType::AAAA => QType::Aaaa,
+        RecordType::SRV => QType::Srv,
+        RecordType::PTR => QType::Ptr,
+        RecordType::SOA => QType::Soa,
+        RecordType::NS => QType::Ns,
+        RecordType::ANY => QType::Any,
+        _ => QType::Other,
+    }
+}
+
+/// A response header that says SERVFAIL, for when even sending failed.
+fn servfail(request: &Request) -> ResponseInfo {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = ResponseCode::ServFail;
+    Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    }
+    .into()
+}
+
+/// Upper bound of a record's encoded size, ignoring compression.
+fn max_len(record: &Record) -> usize {
+    let rdata = match &record.data {
+        RData::A(_) => 4,
+        RData::AAAA(_) => 16,
+        RData::SRV(s) => 6 + s.target.len() + 1,
+        RData::PTR(p) => p.0.len() + 1,
+        RData::NS(n) => n.0.len() + 1,
+        RData::SOA(s) => s.mname.len() + s.rname.len() + 2 + 20,
+        _ => 65_535,
+    };
+    record.name.len() + 1 + 10 + rdata
+}
+
+/// How much of a response fits in `limit` bytes.
+#[derive(Debug, PartialEq, Eq)]
+struct Fit {
+    answers: usize,
+    /// Whole glue groups (all addresses of one SRV target) that fit.
+    glue_groups: usize,
+    truncated: bool,
+}
+
+fn fit(
+    request: &Request,
+    metadata: Metadata,
+    answers: &[Record],
+    authority: &[Record],
+    glue: &[Vec<Record>],
+    limit: usize,
+) -> Fit {
+    let all = Fit {
+        answers: answers.len(),
+        glue_groups: glue.len(),
+        truncated: false,
+    };
+    let question = request.queries.as_bytes().len();
+    let estimate = 12
+        + question
+        + answers
+            .iter()
+            .chain(authority)
+            .chain(glue.iter().flatten())
+            .map(max_len)
+            .sum::<usize>();
+    if estimate <= limit {
+        return all;
+    }
+    // Encode once with everything; the counts tell what fitted (hickory stops at the first record
+    // that does not fit and rolls it back).
+    let mut buf = Vec::with_capacity(limit);
+    let mut encoder = BinEncoder::new(&mut buf);
+    encoder.set_max_size(limit.min(u16::MAX as usize) as u16);
+    let message = MessageResponseBuilder::new(&request.queries, None).build(
+        metadata,
+        answers.iter(),
+        authority.iter(),
+        std::iter::empty(),
+        glue.iter().flatten(),
+    );
+    let Ok(info) = message.destructive_emit(&mut encoder) else {
+        return Fit {
+            answers: 0,
+            glue_groups: 0,
+            truncated: true,
+        };
+    };
+    let counts = info.counts();
+    if (counts.answers as usize) < answers.len() || (counts.authorities as usize) < authority.len()
+    {
+        return Fit {
+            answers: counts.answers as usize,
+            glue_groups: 0,
+            truncated: true,
+        };
+    }
+    let mut room = counts.additionals as usize;
+    let glue_groups = glue
+        .iter()
+        .take_while(|g| {
+            let ok = g.len() <= room;
+            room = room.saturating_sub(g.len());
+            ok
+        })
+        .count();
+    Fit {
+        answers: answers.len(),
+        glue_groups,
+        truncated: false,
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response: R,
+    ) -> ResponseInfo {
+        // RFC 6891 §6.2.3/6.2.5: sizes below 512 mean 512; offer at most our own maximum.
+        let edns = request.edns.as_ref().map(|e| {
+            let mut ours = Edns::new();
+            ours.set_max_payload(e.max_payload().clamp(512, self.max_udp_payload));
+            ours
+        });
+        let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.recursion_available = false;
+
+        let early = if request.metadata.op_code != OpCode::Query {
+            Some(ResponseCode::NotImp)
+        } else if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            Some(ResponseCode::BADVERS) // RFC 6891 §6.1.3
+        } else if request.queries.len() != 1 {
+            Some(ResponseCode::FormErr)
+        } else {
+            None
+        };
+        if let Some(code) = early {
+            metadata.response_code = code;
+            debug!(src = %request.src(), rcode = %code, "refusing the request before lookup");
+            let message = builder.build_no_records(metadata);
+            return response
+                .send_response(message)
+                .await
+                .unwrap_or_else(|_| servfail(request));
+        }
+
+        let query = &request.queries.queries()[0];
+        let labels: Vec<&[u8]> = query.name().iter().collect();
+        let snapshot = self.published.load();
+        let not_in = query.query_class() != DNSClass::IN
+            || matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR);
+        let answer = if not_in {
+            zone::Answer {
+                kind: AnswerKind::Refused,
+                apex_labels: 0,
+                target_zone: 0,
+                records: vec![],
+                glue: vec![],
+            }
+        } else {
+            zone::answer(
+                &self.settings,
+                snapshot.as_deref(),
+                &labels,
+                qtype(query.query_type()),
+            )
+        };
+
+        let serial = snapshot.as_ref().map_or(0, |s| s.serial);
+        let owner = query.original().name();
+        let apex = owner.trim_to(answer.apex_labels);
+        metadata.authoritative = matches!(
+            answer.kind,
+            AnswerKind::Data | AnswerKind::NoData | AnswerKind::NxDomain
+        );
+        metadata.response_code = match answer.kind {
+            AnswerKind::Data | AnswerKind::NoData => ResponseCode::NoError,
+            AnswerKind::NxDomain => ResponseCode::NXDomain,
+            AnswerKind::Refused => ResponseCode::Refused,
+            AnswerKind::NotReady => ResponseCode::ServFail,
+        };
+        let zone = answer.target_zone;
+        let answers: Vec<Record> = answer
+            .records
+            .iter()
+            .map(|r| self.record(owner, *r, zone, &apex, serial))
+            .collect();
+        let authority: Vec<Record> = if answer.has_soa_authority() {
+            vec![self.soa(apex.clone(), serial)]
+        } else {
+            vec![]
+        };
+        let glue: Vec<Vec<Record>> = answer
+            .glue
+            .iter()
+            .map(|m| {
+                let name = self.target(&m.relative, zone);
+                let ttl = self.settings.ttl;
+                m.v4.iter()
+                    .map(|a| Record::from_rdata(name.clone(), ttl, RData::A(A(*a))))
+                    .chain(
+                        m.v6.iter()
+                            .map(|a| Record::from_rdata(name.clone(), ttl, RData::AAAA(AAAA(*a)))),
+                    )
+                    .collect()
+            })
+            .collect();
+
+        let limit = match request.protocol() {
+            Protocol::Udp => edns.as_ref().map_or(512, |e| e.max_payload() as usize),
+            _ => u16::MAX as usize,
+        } - if edns.is_some() { OPT_LEN } else { 0 };
+        let fit = fit(request, metadata, &answers, &authority, &glue, limit);
+        metadata.truncation = fit.truncated;
+        let authority: &[Record] = if fit.truncated { &[] } else { &authority };
+        debug!(
+            src = %request.src(),
+            protocol = %request.protocol(),
+            name = %owner,
+            qtype = %query.query_type(),
+            rcode = %metadata.response_code,
+            answers = fit.answers,
+            truncated = fit.truncated,
+            "query"
+        );
+        let message = builder.build(
+            metadata,
+            answers[..fit.answers].iter(),
+            authority.iter(),
+            std::iter::empty(),
+            glue[..fit.glue_groups].iter().flatten(),
+        );
+        response
+            .send_response(message)
+            .await
+            .unwrap_or_else(|_| servfail(request))
+    }
+}

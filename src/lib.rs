@@ -1,0 +1,24 @@
+//! roster: an authoritative DNS server that gives the members of clustered applications stable
+//! names on Kubernetes.
+//!
+//! Data flows one way, with one type at each boundary:
+//!
+//! ```text
+//! source ──PodEvent<PodView>──▶ identity ──Claim──▶ membership ──Arc<Snapshot>──▶ zone::answer ──Answer──▶ dns
+//! ```
+//!
+//! - [`source`]: where pods come from (a watched file); the only code that reads `Pod` fields.
+//! - [`identity`]: pure; decides whether a pod is a member, its name, and whether it is published.
+//! - [`membership`]: the live set; buffers lists, resolves conflicts, sole writer of snapshots.
+//! - [`zone`]: the immutable snapshot, query-name parsing, and answering as a pure function.
+//! - [`dns`]: the wire, through hickory-server: protocol checks, encoding, truncation, sockets.
+//! - [`config`]: the TOML file and command-line overrides, validated into typed settings.
+//! - [`app`]: wires one running server together.
+
+pub mod app;
+pub mod config;
+pub mod dns;
+pub mod identity;
+pub mod membership;
+pub mod source;
+pub mod zone;

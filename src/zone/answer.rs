@@ -1,0 +1,407 @@
+//! Answering: a pure function of (settings, snapshot, question) to an [`Answer`] value.
+//! NXDOMAIN, NODATA and REFUSED are values here, not errors; the wire layer only encodes them.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::name::{ForwardName, NameBuf, QueryName, ReverseName, parse};
+use super::{MemberNode, ServiceNode, Snapshot, SrvTarget, ZoneSettings};
+
+/// The query types roster distinguishes; every other type is `Other` (NODATA where the name
+/// exists).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QType {
+    A,
+    Aaaa,
+    Srv,
+    Ptr,
+    Soa,
+    Ns,
+    /// `ANY`, answered with one RRset (RFC 8482 §4.1).
+    Any,
+    Other,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerKind {
+    /// NOERROR with records.
+    Data,
+    /// NOERROR, no records, SOA in authority: the name exists but not with this type.
+    NoData,
+    /// The name does not exist; SOA in authority.
+    NxDomain,
+    /// Outside every served zone; not authoritative.
+    Refused,
+    /// In a served zone, but the source has not completed its first sync (SERVFAIL).
+    NotReady,
+}
+
+/// One record of the answer section. Its owner is always the question name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rdata<'s> {
+    A(Ipv4Addr),
+    Aaaa(Ipv6Addr),
+    /// Priority 0, weight 1; `target` is a member's relative name in the answer's target zone.
+    Srv {
+        port: u16,
+        target: &'s str,
+    },
+    /// `target` is a member's relative name in the answer's target zone.
+    Ptr(&'s str),
+    Soa,
+    Ns,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer<'s> {
+    pub kind: AnswerKind,
+    /// Labels of the zone apex, counted from the right of the question: the owner of the SOA.
+    pub apex_labels: usize,
+    /// Index into [`ZoneSettings::zones`] of the zone SRV and PTR targets live in.
+    pub target_zone: usize,
+    pub records: Vec<Rdata<'s>>,
+    /// Members whose addresses go to the additional section (SRV targets), in answer order.
+    pub glue: Vec<&'s MemberNode>,
+}
+
+impl<'s> Answer<'s> {
+    fn new(kind: AnswerKind, apex_labels: usize, target_zone: usize) -> Self {
+        Self {
+            kind,
+            apex_labels,
+            target_zone,
+            records: Vec::new(),
+            glue: Vec::new(),
+        }
+    }
+
+    /// Whether the authority section carries the zone's SOA (negative answers, RFC 2308).
+    pub fn has_soa_authority(&self) -> bool {
+        matches!(self.kind, AnswerKind::NoData | AnswerKind::NxDomain)
+    }
+
+    fn with(mut self, records: Vec<Rdata<'s>>) -> Self {
+        self.kind = if records.is_empty() {
+            AnswerKind::NoData
+        } else {
+            AnswerKind::Data
+        };
+        self.records = records;
+        self
+    }
+}
+
+/// Answers one question. `labels` is the question name, leftmost label first, lower-case.
+pub fn answer<'s>(
+    settings: &ZoneSettings,
+    snapshot: Option<&'s Snapshot>,
+    labels: &[&[u8]],
+    qtype: QType,
+) -> Answer<'s> {
+    let mut buf = NameBuf::default();
+    let parsed = parse(&settings.zones, &settings.reverse_zones, labels, &mut buf);
+    let (apex_labels, target_zone) = match parsed {
+        QueryName::OutOfZone => return Answer::new(AnswerKind::Refused, 0, 0),
+        QueryName::Forward { zone, .. } => (settings.zones[zone].labels().len(), zone),
+        QueryName::Reverse { zone, .. } => (settings.reverse_zones[zone].name.labels().len(), 0),
+    };
+    let Some(snapshot) = snapshot else {
+        return Answer::new(AnswerKind::NotReady, apex_labels, target_zone);
+    };
+    let exists = Answer::new(AnswerKind::NoData, apex_labels, target_zone);
+    let nxdomain = Answer::new(AnswerKind::NxDomain, apex_labels, target_zone);
+    match parsed {
+        QueryName::OutOfZone => unreachable!("handled above"),
+        QueryName::Forward { name, .. } => match name {
+            ForwardName::Apex => exists.with(apex(qtype)),
+            ForwardName::Namespace(ns) if snapshot.has_namespace(ns) => exists,
+            ForwardName::Namespace(_) | ForwardName::Nonexistent => nxdomain,
+            ForwardName::Service { key } => match snapshot.service(key) {
+                Some(service) => service_answer(exists, service, qtype),
+                None => nxdomain,
+            },
+            ForwardName::Member { key, member } => {
+                match snapshot.service(key).and_then(|s| s.member(member)) {
+                    Some(m) => exists.with(addresses(std::slice::from_ref(m), qtype)),
+                    None => nxdomain,
+                }
+            }
+            ForwardName::Protocol { key, protocol } => {
+                match snapshot.service(key).filter(|s| s.has_protocol(protocol)) {
+                    Some(_) => exists,
+                    None => nxdomain,
+                }
+            }
+            ForwardName::Port {
+                key,
+                port,
+                protocol,
+            } => {
+                let service = snapshot.service(key);
+                match service.and_then(|s| s.port(port, protocol).map(|p| (s, p))) {
+                    Some((s, p)) => srv_answer(exists, s, &p.targets, qtype),
+                    None => nxdomain,
+                }
+            }
+        },
+        QueryName::Reverse { name, .. } => match name {
+            ReverseName::Apex => exists.with(apex(qtype)),
+            ReverseName::Address(ip) => match snapshot.reverse(&ip) {
+                Some(targets) if matches!(qtype, QType::Ptr | QType::Any) => {
+                    exists.with(targets.iter().map(|t| Rdata::Ptr(t)).collect())
+                }
+                Some(_) => exists,
+                None => nxdomain,
+            },
+            ReverseName::Prefix { low, high } if snapshot.has_address_in(low, high) => exists,
+            ReverseName::Prefix { .. } | ReverseName::Nonexistent => nxdomain,
+        },
+    }
+}
+
+fn apex<'s>(qtype: QType) -> Vec<Rdata<'s>> {
+    match qtype {
+        QType::Soa | QType::Any => vec![Rdata::Soa],
+        QType::Ns => vec![Rdata::Ns],
+        _ => vec![],
+    }
+}
+
+/// A and AAAA records of `members`, in member order. `ANY` gives the A RRset when there is one,
+/// else the AAAA RRset (RFC 8482: one RRset is enough).
+fn addresses<'s>(members: &'s [MemberNode], qtype: QType) -> Vec<Rdata<'s>> {
+    let v4 = || {
+        members
+            .iter()
+            .flat_map(|m| m.v4.iter().map(|a| Rdata::A(*a)))
+    };
+    let v6 = || {
+        members
+            .iter()
+            .flat_map(|m| m.v6.iter().map(|a| Rdata::Aaaa(*a)))
+    };
+    match qtype {
+        QType::A => v4().collect(),
+        QType::Aaaa => v6().collect(),
+        QType::Any => {
+            let a: Vec<_> = v4().collect();
+            if a.is_empty() { v6().collect() } else { a }
+        }
+        _ => vec![],
+    }
+}
+
+fn service_answer<'s>(exists: Answer<'s>, service: &'s ServiceNode, qtype: QType) -> Answer<'s> {
+    match qtype {
+        QType::Srv => srv_answer(exists, service, &service.primary, qtype),
+        QType::Any => {
+            let records = addresses(&service.members, qtype);
+            if records.is_empty() {
+                srv_answer(exists, service, &service.primary, qtype)
+            } else {
+                exists.with(records)
+            }
+        }
+        _ => exists.with(addresses(&service.members, qtype)),
+    }
+}
+
+fn srv_answer<'s>(
+    exists: Answer<'s>,
+    service: &'s ServiceNode,
+    targets: &'s [SrvTarget],
+    qtype: QType,
+) -> Answer<'s> {
+    if !matches!(qtype, QType::Srv | QType::Any) {
+        return exists;
+    }
+    let records = targets
+        .iter()
+        .map(|t| Rdata::Srv {
+            port: t.port,
+            target: &service.members[t.member as usize].relative,
+        })
+        .collect();
+    let mut answer = exists.with(records);
+    if qtype == QType::Srv {
+        // One glue entry per member, even when it serves several ports.
+        let mut seen: Vec<u32> = Vec::with_capacity(targets.len());
+        for t in targets {
+            if !seen.contains(&t.member) {
+                seen.push(t.member);
+                answer.glue.push(&service.members[t.member as usize]);
+            }
+        }
+    }
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{ServiceId, Unpublished};
+    use crate::zone::tests::identity;
+    use crate::zone::{DomainName, ReverseZone, ServiceNode};
+
+    fn settings() -> ZoneSettings {
+        ZoneSettings {
+            zones: vec![
+                DomainName::parse("roster.internal").unwrap(),
+                DomainName::parse("db.example").unwrap(),
+            ],
+            reverse_zones: vec![ReverseZone::parse("10.in-addr.arpa").unwrap()],
+            ttl: 5,
+            negative_ttl: 5,
+            nameserver: DomainName::parse("ns.example").unwrap(),
+            hostmaster: DomainName::parse("hostmaster.example").unwrap(),
+        }
+    }
+
+    /// `db` in `prod`: db-0 and db-1 published, db-2 not ready. `cache` in `prod`: cache-0 not
+    /// ready (a service with no published member).
+    fn snapshot() -> Snapshot {
+        let db = ServiceId::new("prod", "db");
+        let mut ids = vec![
+            identity(&db, "db-1", 1, "10.0.0.2"),
+            identity(&db, "db-0", 0, "10.0.0.1"),
+            identity(&db, "db-2", 2, "10.0.0.3"),
+        ];
+        ids[1].ips.push("fd00::1".parse().unwrap());
+        ids[2].unpublished = Some(Unpublished::NotReady);
+        let cache = ServiceId::new("prod", "cache");
+        let mut c = identity(&cache, "cache-0", 0, "10.0.1.1");
+        c.unpublished = Some(Unpublished::NotReady);
+        let mut snap = Snapshot::default();
+        snap.set_service(&db, ServiceNode::build(&db, &ids));
+        snap.set_service(&cache, ServiceNode::build(&cache, [&c]));
+        snap
+    }
+
+    fn ask<'s>(snap: &'s Snapshot, name: &str, qtype: QType) -> Answer<'s> {
+        let lower = name.to_ascii_lowercase();
+        let labels: Vec<&[u8]> = lower
+            .trim_end_matches('.')
+            .split('.')
+            .map(str::as_bytes)
+            .collect();
+        answer(&settings(), Some(snap), &labels, qtype)
+    }
+
+    #[test]
+    fn table() {
+        use AnswerKind::*;
+        use QType::*;
+        let snap = snapshot();
+        let a = |s: &str| Rdata::A(s.parse().unwrap());
+        let srv = |port, target| Rdata::Srv { port, target };
+        let cases: Vec<(&str, QType, AnswerKind, Vec<Rdata<'_>>)> = vec![
+            ("db-0.db.prod.roster.internal", A, Data, vec![a("10.0.0.1")]),
+            ("DB-0.Db.PROD.roster.internal", A, Data, vec![a("10.0.0.1")]),
+            (
+                "db-0.db.prod.roster.internal",
+                Aaaa,
+                Data,
+                vec![Rdata::Aaaa("fd00::1".parse().unwrap())],
+            ),
+            ("db-1.db.prod.roster.internal", Aaaa, NoData, vec![]),
+            ("db-0.db.prod.roster.internal", Srv, NoData, vec![]),
+            ("db-0.db.prod.roster.internal", Other, NoData, vec![]),
+            ("db-2.db.prod.roster.internal", A, NoData, vec![]),
+            ("db-3.db.prod.roster.internal", A, NxDomain, vec![]),
+            ("x.db-0.db.prod.roster.internal", A, NxDomain, vec![]),
+            (
+                "db.prod.roster.internal",
+                A,
+                Data,
+                vec![a("10.0.0.1"), a("10.0.0.2")],
+            ),
+            (
+                "db.prod.roster.internal",
+                Srv,
+                Data,
+                vec![srv(5432, "db-0.db.prod"), srv(5432, "db-1.db.prod")],
+            ),
+            (
+                "_peer._tcp.db.prod.roster.internal",
+                Srv,
+                Data,
+                vec![srv(7000, "db-0.db.prod"), srv(7000, "db-1.db.prod")],
+            ),
+            ("_peer._tcp.db.prod.roster.internal", A, NoData, vec![]),
+            ("_peer._udp.db.prod.roster.internal", Srv, NxDomain, vec![]),
+            ("_other._tcp.db.prod.roster.internal", Srv, NxDomain, vec![]),
+            ("_tcp.db.prod.roster.internal", Srv, NoData, vec![]),
+            ("_udp.db.prod.roster.internal", Srv, NxDomain, vec![]),
+            ("cache.prod.roster.internal", A, NoData, vec![]),
+            ("cache.prod.roster.internal", Srv, NoData, vec![]),
+            ("cache-0.cache.prod.roster.internal", A, NoData, vec![]),
+            ("_peer._tcp.cache.prod.roster.internal", Srv, NoData, vec![]),
+            ("prod.roster.internal", A, NoData, vec![]),
+            ("staging.roster.internal", A, NxDomain, vec![]),
+            ("web.prod.roster.internal", A, NxDomain, vec![]),
+            ("roster.internal", Soa, Data, vec![Rdata::Soa]),
+            ("roster.internal", Ns, Data, vec![Rdata::Ns]),
+            ("roster.internal", A, NoData, vec![]),
+            ("roster.internal", Any, Data, vec![Rdata::Soa]),
+            (
+                "db-0.db.prod.roster.internal",
+                Any,
+                Data,
+                vec![a("10.0.0.1")],
+            ),
+            ("db-0.db.prod.db.example", A, Data, vec![a("10.0.0.1")]),
+            ("example.com", A, Refused, vec![]),
+            (
+                "1.0.0.10.in-addr.arpa",
+                Ptr,
+                Data,
+                vec![Rdata::Ptr("db-0.db.prod")],
+            ),
+            ("1.0.0.10.in-addr.arpa", A, NoData, vec![]),
+            ("3.0.0.10.in-addr.arpa", Ptr, NxDomain, vec![]),
+            ("0.10.in-addr.arpa", Ptr, NoData, vec![]),
+            ("9.10.in-addr.arpa", Ptr, NxDomain, vec![]),
+            ("10.in-addr.arpa", Soa, Data, vec![Rdata::Soa]),
+            ("1.0.0.11.in-addr.arpa", Ptr, Refused, vec![]),
+        ];
+        for (name, qtype, kind, records) in cases {
+            let got = ask(&snap, name, qtype);
+            assert_eq!(
+                (got.kind, &got.records),
+                (kind, &records),
+                "{name} {qtype:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn srv_carries_glue_and_zone() {
+        let snap = snapshot();
+        let got = ask(&snap, "db.prod.db.example", QType::Srv);
+        assert_eq!(
+            got.target_zone, 1,
+            "targets live in the zone of the question"
+        );
+        let glue: Vec<_> = got.glue.iter().map(|m| &*m.name).collect();
+        assert_eq!(glue, ["db-0", "db-1"]);
+        assert_eq!(got.apex_labels, 2);
+        assert!(
+            ask(&snap, "db.prod.roster.internal", QType::Any)
+                .glue
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn not_ready_until_first_snapshot() {
+        let labels: Vec<&[u8]> = vec![b"db-0", b"db", b"prod", b"roster", b"internal"];
+        assert_eq!(
+            answer(&settings(), None, &labels, QType::A).kind,
+            AnswerKind::NotReady
+        );
+        let outside: Vec<&[u8]> = vec![b"example", b"com"];
+        assert_eq!(
+            answer(&settings(), None, &outside, QType::A).kind,
+            AnswerKind::Refused
+        );
+    }
+}

@@ -1,0 +1,431 @@
+//! The zone: an immutable [`Snapshot`] of every name roster serves, and the pure functions that
+//! answer from it. Nothing here does I/O or knows the wire format.
+//!
+//! The snapshot is built of persistent maps (`imbl`): the membership layer changes one service
+//! in O(size of the service + log of the zone) and publishes a new snapshot in O(1), while every
+//! query keeps reading the snapshot it started with. So a query never waits for a writer and
+//! never sees half of a change, and a change never costs work proportional to the zone.
+
+pub mod answer;
+pub mod name;
+pub mod serial;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use crate::identity::{Identity, ServiceId};
+use crate::source::Protocol;
+
+pub use answer::{Answer, AnswerKind, QType, Rdata, answer};
+pub use name::{DomainName, ReverseZone};
+
+/// Everything about the served zones that comes from configuration, not from pods.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneSettings {
+    /// Forward zones; SRV and PTR targets use the first one that applies.
+    pub zones: Vec<DomainName>,
+    pub reverse_zones: Vec<ReverseZone>,
+    /// TTL of member and service records.
+    pub ttl: u32,
+    /// TTL of negative answers: SOA minimum and SOA TTL (RFC 2308 §5).
+    pub negative_ttl: u32,
+    /// SOA MNAME and the target of the apex NS record.
+    pub nameserver: DomainName,
+    /// SOA RNAME (a mailbox written as a domain name).
+    pub hostmaster: DomainName,
+}
+
+/// One member as the zone serves it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberNode {
+    /// `<set>-<ordinal>`.
+    pub name: Box<str>,
+    /// `<member>.<service>.<namespace>`: the target of SRV and PTR records, without the zone.
+    pub relative: Box<str>,
+    pub ordinal: u32,
+    /// Published members have at least one address; unpublished ones have none.
+    pub v4: Box<[Ipv4Addr]>,
+    pub v6: Box<[Ipv6Addr]>,
+}
+
+impl MemberNode {
+    pub fn is_published(&self) -> bool {
+        !self.v4.is_empty() || !self.v6.is_empty()
+    }
+}
+
+/// An SRV record's variable part: which member, on which port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SrvTarget {
+    /// Index into [`ServiceNode::members`].
+    pub member: u32,
+    pub port: u16,
+}
+
+/// The `_<name>._<proto>` SRV name of a service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortNode {
+    pub name: Box<str>,
+    pub protocol: Protocol,
+    /// Published members that declare the port, by ordinal.
+    pub targets: Box<[SrvTarget]>,
+}
+
+/// Every name at and below `<service>.<namespace>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceNode {
+    /// Members holding names (published or not), by ordinal then name: the order of every
+    /// answer, so a cut answer keeps the lowest ordinals.
+    pub members: Box<[MemberNode]>,
+    /// Indices into `members`, by name, for binary search.
+    by_name: Box<[u32]>,
+    /// SRV records at the service name: published members with a primary port.
+    pub primary: Box<[SrvTarget]>,
+    /// Named ports declared by any member holding a name, by (name, protocol).
+    pub ports: Box<[PortNode]>,
+}
+
+impl ServiceNode {
+    /// Builds the node from the identities that won their member names. `None` when no member
+    /// holds a name (the service name then does not exist).
+    pub fn build<'a>(
+        service: &ServiceId,
+        winners: impl IntoIterator<Item = &'a Identity>,
+    ) -> Option<Self> {
+        let mut winners: Vec<&Identity> = winners.into_iter().collect();
+        if winners.is_empty() {
+            return None;
+        }
+        winners.sort_by(|a, b| (a.ordinal, &a.member).cmp(&(b.ordinal, &b.member)));
+
+        let members: Box<[MemberNode]> = winners
+            .iter()
+            .map(|id| {
+                let published = id.is_published();
+                let addrs = id.ips.iter().filter(|_| published);
+                MemberNode {
+                    name: id.member.clone(),
+                    relative: format!("{}.{}", id.member, service).into_boxed_str(),
+                    ordinal: id.ordinal,
+                    v4: addrs
+                        .clone()
+                        .filter_map(|ip| match ip {
+                            IpAddr::V4(a) => Some(*a),
+                            IpAddr::V6(_) => None,
+                        })
+                        .collect(),
+                    v6: addrs
+                        .filter_map(|ip| match ip {
+                            IpAddr::V6(a) => Some(*a),
+                            IpAddr::V4(_) => None,
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        let mut by_name: Vec<u32> = (0..members.len() as u32).collect();
+        by_name.sort_by(|&a, &b| members[a as usize].name.cmp(&members[b as usize].name));
+
+        let primary = winners
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| id.is_published())
+            .filter_map(|(i, id)| {
+                id.primary_port.map(|port| SrvTarget {
+                    member: i as u32,
+                    port,
+                })
+            })
+            .collect();
+
+        let mut port_names: Vec<(&str, Protocol)> = winners
+            .iter()
+            .flat_map(|id| id.ports.iter().map(|p| (&*p.name, p.protocol)))
+            .collect();
+        port_names.sort();
+        port_names.dedup();
+        let ports = port_names
+            .into_iter()
+            .map(|(name, protocol)| PortNode {
+                name: name.into(),
+                protocol,
+                targets: winners
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, id)| id.is_published())
+                    .filter_map(|(i, id)| {
+                        id.ports
+                            .iter()
+                            .find(|p| &*p.name == name && p.protocol == protocol)
+                            .map(|p| SrvTarget {
+                                member: i as u32,
+                                port: p.number,
+                            })
+                    })
+                    .collect(),
+            })
+            .collect();
+
+        Some(ServiceNode {
+            members,
+            by_name: by_name.into(),
+            primary,
+            ports,
+        })
+    }
+
+    pub fn member(&self, name: &str) -> Option<&MemberNode> {
+        self.by_name
+            .binary_search_by(|&i| (*self.members[i as usize].name).cmp(name))
+            .ok()
+            .map(|pos| &self.members[self.by_name[pos] as usize])
+    }
+
+    pub fn port(&self, name: &str, protocol: Protocol) -> Option<&PortNode> {
+        self.ports
+            .binary_search_by(|p| (&*p.name, p.protocol).cmp(&(name, protocol)))
+            .ok()
+            .map(|i| &self.ports[i])
+    }
+
+    pub fn has_protocol(&self, protocol: Protocol) -> bool {
+        self.ports.iter().any(|p| p.protocol == protocol)
+    }
+
+    fn published(&self) -> impl Iterator<Item = &MemberNode> {
+        self.members.iter().filter(|m| m.is_published())
+    }
+}
+
+/// Every name roster serves, at one moment. Cheap to clone: the maps share structure.
+#[derive(Clone, Default)]
+pub struct Snapshot {
+    /// SOA serial of this content (RFC 1982 arithmetic; see [`serial`]).
+    pub serial: u32,
+    services: imbl::HashMap<ServiceId, Arc<ServiceNode>>,
+    /// Services per namespace: `<namespace>.<zone>` exists (NODATA) while this is non-zero.
+    namespaces: imbl::HashMap<Box<str>, u32>,
+    /// Published addresses → relative names of the members holding them, for PTR.
+    reverse: imbl::OrdMap<IpAddr, Arc<[Box<str>]>>,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("serial", &self.serial)
+            .field("services", &self.services.len())
+            .field("addresses", &self.reverse.len())
+            .finish()
+    }
+}
+
+impl Snapshot {
+    /// `key` is `<service>.<namespace>`.
+    pub fn service(&self, key: &str) -> Option<&ServiceNode> {
+        self.services.get(key).map(|s| &**s)
+    }
+
+    pub fn has_namespace(&self, namespace: &str) -> bool {
+        self.namespaces.get(namespace).is_some_and(|&n| n > 0)
+    }
+
+    /// Relative names of the published members holding `ip`.
+    pub fn reverse(&self, ip: &IpAddr) -> Option<&[Box<str>]> {
+        self.reverse.get(ip).map(|n| &**n)
+    }
+
+    /// Whether any published address lies in `low..=high` (an empty non-terminal in a reverse
+    /// zone).
+    pub fn has_address_in(&self, low: IpAddr, high: IpAddr) -> bool {
+        self.reverse.range(low..=high).next().is_some()
+    }
+
+    pub fn service_count(&self) -> usize {
+        self.services.len()
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = (&ServiceId, &ServiceNode)> {
+        self.services.iter().map(|(k, v)| (k, &**v))
+    }
+
+    /// Replaces one service's names. Returns whether the content changed. Costs the size of the
+    /// old and new node, plus a logarithm of the zone.
+    pub fn set_service(&mut self, id: &ServiceId, node: Option<ServiceNode>) -> bool {
+        let old = self.services.get(id).cloned();
+        if old.as_deref() == node.as_ref() {
+            return false;
+        }
+        if let Some(old) = &old {
+            for m in old.published() {
+                for ip in
+                    m.v4.iter()
+                        .map(|a| IpAddr::V4(*a))
+                        .chain(m.v6.iter().map(|a| IpAddr::V6(*a)))
+                {
+                    self.unlink_address(ip, &m.relative);
+                }
+            }
+        }
+        if let Some(new) = &node {
+            for m in new.published() {
+                for ip in
+                    m.v4.iter()
+                        .map(|a| IpAddr::V4(*a))
+                        .chain(m.v6.iter().map(|a| IpAddr::V6(*a)))
+                {
+                    self.link_address(ip, &m.relative);
+                }
+            }
+        }
+        let namespace: Box<str> = id.namespace().into();
+        match (old.is_some(), node) {
+            (false, Some(new)) => {
+                *self.namespaces.entry(namespace).or_insert(0) += 1;
+                self.services.insert(id.clone(), Arc::new(new));
+            }
+            (true, Some(new)) => {
+                self.services.insert(id.clone(), Arc::new(new));
+            }
+            (true, None) => {
+                self.services.remove(id);
+                let left = self
+                    .namespaces
+                    .get(&namespace)
+                    .map_or(0, |n| n.saturating_sub(1));
+                if left == 0 {
+                    self.namespaces.remove(&namespace);
+                } else {
+                    self.namespaces.insert(namespace, left);
+                }
+            }
+            (false, None) => {}
+        }
+        true
+    }
+
+    fn link_address(&mut self, ip: IpAddr, relative: &str) {
+        let mut names: Vec<Box<str>> = self
+            .reverse
+            .get(&ip)
+            .map(|n| n.to_vec())
+            .unwrap_or_default();
+        if let Err(pos) = names.binary_search_by(|n| (**n).cmp(relative)) {
+            names.insert(pos, relative.into());
+        }
+        self.reverse.insert(ip, names.into());
+    }
+
+    fn unlink_address(&mut self, ip: IpAddr, relative: &str) {
+        let Some(names) = self.reverse.get(&ip) else {
+            return;
+        };
+        let names: Vec<Box<str>> = names
+            .iter()
+            .filter(|n| ***n != *relative)
+            .cloned()
+            .collect();
+        if names.is_empty() {
+            self.reverse.remove(&ip);
+        } else {
+            self.reverse.insert(ip, names.into());
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::identity::{NamedPort, Unpublished};
+
+    /// A published member of `service` with one address and a primary port.
+    pub fn identity(service: &ServiceId, member: &str, ordinal: u32, ip: &str) -> Identity {
+        Identity {
+            service: service.clone(),
+            member: member.into(),
+            ordinal,
+            ips: vec![ip.parse().unwrap()],
+            ready: true,
+            terminating: false,
+            created: Some(1),
+            unpublished: None,
+            primary_port: Some(5432),
+            ports: vec![NamedPort {
+                name: "peer".into(),
+                protocol: Protocol::Tcp,
+                number: 7000,
+            }],
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn service_node_orders_by_ordinal_and_finds_by_name() {
+        let svc = ServiceId::new("prod", "db");
+        let ids = [
+            identity(&svc, "db-10", 10, "10.0.0.10"),
+            identity(&svc, "db-2", 2, "10.0.0.2"),
+            identity(&svc, "db-0", 0, "10.0.0.1"),
+        ];
+        let node = ServiceNode::build(&svc, &ids).unwrap();
+        let order: Vec<_> = node.members.iter().map(|m| &*m.name).collect();
+        assert_eq!(order, ["db-0", "db-2", "db-10"]);
+        assert_eq!(
+            node.member("db-10").unwrap().relative.as_ref(),
+            "db-10.db.prod"
+        );
+        assert!(node.member("db-1").is_none());
+        assert_eq!(node.primary.len(), 3);
+        assert_eq!(node.port("peer", Protocol::Tcp).unwrap().targets.len(), 3);
+        assert!(node.port("peer", Protocol::Udp).is_none());
+    }
+
+    #[test]
+    fn unpublished_members_hold_names_without_records() {
+        let svc = ServiceId::new("prod", "db");
+        let mut id = identity(&svc, "db-0", 0, "10.0.0.1");
+        id.unpublished = Some(Unpublished::NotReady);
+        let node = ServiceNode::build(&svc, [&id]).unwrap();
+        let m = node.member("db-0").unwrap();
+        assert!(!m.is_published());
+        assert!(node.primary.is_empty());
+        let port = node
+            .port("peer", Protocol::Tcp)
+            .expect("the SRV name exists");
+        assert!(port.targets.is_empty(), "but has no records");
+    }
+
+    #[test]
+    fn snapshot_tracks_namespaces_and_addresses() {
+        let mut snap = Snapshot::default();
+        let a = ServiceId::new("prod", "db");
+        let b = ServiceId::new("prod", "cache");
+        let ida = identity(&a, "db-0", 0, "10.0.0.1");
+        let idb = identity(&b, "cache-0", 0, "10.0.0.1");
+        assert!(snap.set_service(&a, ServiceNode::build(&a, [&ida])));
+        assert!(snap.set_service(&b, ServiceNode::build(&b, [&idb])));
+        assert!(
+            !snap.set_service(&b, ServiceNode::build(&b, [&idb])),
+            "no change, no bump"
+        );
+        assert!(snap.has_namespace("prod"));
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let names: Vec<_> = snap.reverse(&ip).unwrap().iter().map(|n| &**n).collect();
+        assert_eq!(names, ["cache-0.cache.prod", "db-0.db.prod"]);
+
+        let before = snap.clone();
+        snap.set_service(&a, None);
+        assert_eq!(snap.reverse(&ip).unwrap().len(), 1);
+        assert!(snap.has_namespace("prod"));
+        snap.set_service(&b, None);
+        assert!(!snap.has_namespace("prod"));
+        assert!(snap.reverse(&ip).is_none());
+        assert!(
+            snap.has_address_in("10.0.0.0".parse().unwrap(), "10.0.0.255".parse().unwrap())
+                == false
+        );
+        // The clone taken before is untouched: readers keep a consistent view.
+        assert_eq!(before.service_count(), 2);
+        assert_eq!(before.reverse(&ip).unwrap().len(), 2);
+    }
+}
