@@ -169,6 +169,9 @@ impl Config {
 
         let listen: Vec<SocketAddr> = if overrides.listen.is_empty() {
             let listen = w.strings(dns, "dns.", "listen", &[DEFAULT_LISTEN]);
+            if listen.is_empty() {
+                w.problem(None, "dns.listen", "at least one address is needed".into());
+            }
             listen
                 .into_iter()
                 .filter_map(|(s, line)| match s.parse() {
@@ -182,9 +185,6 @@ impl Config {
         } else {
             overrides.listen.clone()
         };
-        if listen.is_empty() {
-            w.problem(None, "dns.listen", "at least one address is needed".into());
-        }
         for (i, a) in listen.iter().enumerate() {
             if listen[..i].contains(a) {
                 w.problem(None, "dns.listen", format!("{a} is listed twice"));
@@ -201,6 +201,9 @@ impl Config {
         } else {
             "--zone"
         };
+        if zones.is_empty() {
+            w.problem(None, zone_key, "at least one zone is needed".into());
+        }
         let zones: Vec<DomainName> = zones
             .into_iter()
             .filter_map(|(z, line)| match DomainName::parse(&z) {
@@ -219,9 +222,6 @@ impl Config {
                 }
             })
             .collect();
-        if zones.is_empty() && w.problems.is_empty() {
-            w.problem(None, zone_key, "at least one zone is needed".into());
-        }
         let reverse_zones: Vec<ReverseZone> = w
             .strings(dns, "dns.", "reverse_zones", &[])
             .into_iter()
@@ -302,6 +302,8 @@ impl Config {
         };
 
         if !w.problems.is_empty() {
+            // In file order; problems without a line (flags, missing keys) last.
+            w.problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
             return Err(w.problems);
         }
         Ok(Config {
@@ -618,19 +620,19 @@ type = \"etcd\"
         assert_eq!(
             got,
             [
-                (Some(6), "dns.zonez"),
                 (Some(2), "dns.listen"),
                 (Some(3), "dns.zones"),
                 (Some(4), "dns.ttl"),
                 (Some(5), "dns.negative_ttl"),
+                (Some(6), "dns.zonez"),
                 (Some(9), "source.type"),
             ],
             "{problems:#?}"
         );
         assert!(
-            problems[3].message.contains("out of range"),
+            problems[2].message.contains("out of range"),
             "{}",
-            problems[3]
+            problems[2]
         );
     }
 

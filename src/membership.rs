@@ -478,7 +478,7 @@ mod tests {
     fn a_pod_that_leaves_the_service_releases_its_name() {
         let mut m = Membership::new(IdentityConfig::default());
         let p = pod("db-0", "10.0.0.1");
-        list(&mut m, &[p.clone()]).unwrap();
+        list(&mut m, std::slice::from_ref(&p)).unwrap();
         let mut gone = p.clone();
         gone.label_service = None;
         m.handle(PodEvent::Apply(gone));

@@ -420,10 +420,7 @@ pub(crate) mod tests {
         snap.set_service(&b, None);
         assert!(!snap.has_namespace("prod"));
         assert!(snap.reverse(&ip).is_none());
-        assert!(
-            snap.has_address_in("10.0.0.0".parse().unwrap(), "10.0.0.255".parse().unwrap())
-                == false
-        );
+        assert!(!snap.has_address_in("10.0.0.0".parse().unwrap(), "10.0.0.255".parse().unwrap()));
         // The clone taken before is untouched: readers keep a consistent view.
         assert_eq!(before.service_count(), 2);
         assert_eq!(before.reverse(&ip).unwrap().len(), 2);

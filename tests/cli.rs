@@ -1,0 +1,257 @@
+//! SPEC §5: the command line, configuration errors, exit statuses and shutdown.
+
+mod common;
+
+use common::*;
+use hickory_server::proto::op::ResponseCode;
+use hickory_server::proto::rr::{RData, RecordType};
+use std::time::Duration;
+
+fn dir_with(config: &str, pods: Option<&str>) -> std::path::PathBuf {
+    let dir = temp_dir();
+    std::fs::write(dir.join("roster.toml"), config).unwrap();
+    if let Some(p) = pods {
+        std::fs::write(dir.join("pods.yaml"), p).unwrap();
+    }
+    dir
+}
+
+const MINIMAL: &str = "[source]\npods_file = \"pods.yaml\"\n";
+
+#[test]
+fn version() {
+    let (code, out, _) = run(&temp_dir(), &["--version"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), format!("roster {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration() {
+    let dir = dir_with(MINIMAL, Some(&world()));
+    let (code, out, err) = run(&dir, &["check-config", "--config", "roster.toml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("listen = [\"127.0.0.1:5353\"]"), "{out}");
+    assert!(out.contains("zones = [\"roster.internal.\"]"), "{out}");
+    assert!(out.contains("ttl = 5"), "{out}");
+    assert!(err.contains("3 pods"), "{err}");
+
+    let (code, out, _) = run(
+        &dir,
+        &[
+            "check-config",
+            "--config",
+            "roster.toml",
+            "--listen",
+            "127.0.0.1:1053",
+            "--listen",
+            "[::1]:1053",
+            "--zone",
+            "A.Example",
+            "--zone",
+            "b.example.",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("listen = [\"127.0.0.1:1053\", \"[::1]:1053\"]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("zones = [\"a.example.\", \"b.example.\"]"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_default_configuration_is_runnable() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, out, err) = run(root, &["check-config"]);
+    assert_eq!(code, 0, "config/roster.toml must validate: {err}");
+    assert!(out.contains("config/example-pods.yaml"), "{out}");
+}
+
+#[test]
+fn a_bad_configuration_names_the_file_the_keys_and_every_problem() {
+    let config = "[dns]\nlisten = [\"localhost\"]\nzones = [\"a..b\"]\nttl = -1\nnegative_tl = 5\n\n[source]\npods_file = \"pods.yaml\"\n";
+    let dir = dir_with(config, Some(&world()));
+    for cmd in ["serve", "check-config"] {
+        let (code, _, err) = run(&dir, &[cmd, "--config", "roster.toml"]);
+        assert_eq!(code, 2, "{cmd}: {err}");
+        assert!(err.contains("roster.toml"), "{cmd}: names the file: {err}");
+        for needle in [
+            "4 problems",
+            "line 2: dns.listen",
+            "line 3: dns.zones",
+            "line 4: dns.ttl",
+            "line 5: dns.negative_tl: unknown key",
+        ] {
+            assert!(err.contains(needle), "{cmd}: {needle:?} in {err}");
+        }
+    }
+}
+
+#[test]
+fn a_missing_configuration_file_is_a_usage_error() {
+    let (code, _, err) = run(&temp_dir(), &["serve", "--config", "nope.toml"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("nope.toml") && err.contains("cannot read"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let (code, _, err) = run(&temp_dir(), &["serve", "--listen", "not-an-address"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, _) = run(&temp_dir(), &["frobnicate"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn a_bad_pods_file_at_start_up_exits_2_with_its_position() {
+    let cases = [
+        ("missing", None, "cannot read"),
+        (
+            "broken YAML",
+            Some("metadata:\n  name: a\n  labels: [x\n"),
+            "pods.yaml:",
+        ),
+        (
+            "broken JSON",
+            Some("{\"kind\": \"PodList\",\n \"items\": [}\n"),
+            "pods.yaml:2:",
+        ),
+        (
+            "wrong kind",
+            Some("kind: Service\nmetadata:\n  name: a\n"),
+            "document 1",
+        ),
+    ];
+    for (what, pods, needle) in cases {
+        let dir = dir_with(MINIMAL, pods);
+        let (code, _, err) = run(
+            &dir,
+            &[
+                "serve",
+                "--config",
+                "roster.toml",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+        );
+        assert_eq!(code, 2, "{what}: {err}");
+        assert!(err.contains(needle), "{what}: {needle:?} in {err}");
+    }
+}
+
+#[test]
+fn an_address_in_use_is_a_run_time_failure() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = dir_with(MINIMAL, Some(&world()));
+    let (code, _, err) = run(
+        &dir,
+        &["serve", "--config", "roster.toml", "--listen", &addr],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&addr), "names the address: {err}");
+}
+
+#[test]
+fn sigterm_and_sigint_exit_0_within_5_seconds() {
+    for signal in ["-TERM", "-INT"] {
+        let mut r = Roster::start(&world());
+        let (m, _) = udp(
+            r.addr,
+            &query("db-0.db.prod.roster.internal.", RecordType::A),
+        );
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        // Hold a TCP connection open: shutdown must not wait for it.
+        let _idle = std::net::TcpStream::connect(r.addr).unwrap();
+        let pid = r.pid().to_string();
+        let started = std::time::Instant::now();
+        let status = {
+            let _ = std::process::Command::new("kill")
+                .args([signal, &pid])
+                .status();
+            r.terminate(Duration::from_secs(5))
+        };
+        let (status, _) = status.unwrap_or_else(|| panic!("{signal}: still running after 5 s"));
+        assert_eq!(status.code(), Some(0), "{signal}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
+
+#[test]
+fn repeated_listen_and_zone_flags_and_pods_file_override() {
+    let other = temp_dir();
+    std::fs::write(other.join("elsewhere.yaml"), db_pod(0, "10.9.0.1", true)).unwrap();
+    let (p1, p2) = (free_port(), free_port());
+    let (a1, a2) = (format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}"));
+    let pods_file = other.join("elsewhere.yaml");
+    let _roster = Roster::start_with(
+        MINIMAL,
+        &world(),
+        &[
+            "--listen",
+            &a1,
+            "--listen",
+            &a2,
+            "--zone",
+            "First.Example",
+            "--zone",
+            "second.example.",
+            "--pods-file",
+            pods_file.to_str().unwrap(),
+        ],
+    );
+    for addr in [&a1, &a2] {
+        let addr = addr.parse().unwrap();
+        for zone in ["first.example.", "SECOND.example."] {
+            for (t, m) in both(addr, &query(&format!("db-0.db.prod.{zone}"), RecordType::A)) {
+                assert_eq!(a_records(&m), ["10.9.0.1"], "{addr} {t} {zone}");
+            }
+        }
+        let (m, _) = udp(addr, &query("db-0.db.prod.roster.internal.", RecordType::A));
+        assert_eq!(
+            m.metadata.response_code,
+            ResponseCode::Refused,
+            "the file's zone was replaced"
+        );
+    }
+    let _ = std::fs::remove_dir_all(other);
+}
+
+#[test]
+fn the_serial_does_not_go_back_across_restarts() {
+    let serial = |r: &Roster| match &udp(r.addr, &query(ZONE, RecordType::SOA)).0.answers[0].data {
+        RData::SOA(soa) => soa.serial,
+        other => panic!("{other:?}"),
+    };
+    let mut first = Roster::start(&world());
+    let before = serial(&first);
+    // Several changes in quick succession push the serial along.
+    for i in 0..5 {
+        first.write_pods(&world().replace("10.1.0.1", &format!("10.1.4.{i}")));
+        let want = format!("10.1.4.{i}");
+        first.eventually(Duration::from_secs(2), || {
+            a_records(
+                &udp(
+                    first.addr,
+                    &query("db-0.db.prod.roster.internal.", RecordType::A),
+                )
+                .0,
+            ) == [want.clone()]
+        });
+    }
+    let last = serial(&first);
+    assert!(last.wrapping_sub(before) < 1 << 31 && last != before);
+    first.terminate(Duration::from_secs(5)).expect("stops");
+    let second = Roster::start(&world());
+    let after = serial(&second);
+    assert!(
+        after != last && after.wrapping_sub(last) < 1 << 31,
+        "{after} after {last} (RFC 1982)"
+    );
+}

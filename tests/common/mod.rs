@@ -1,0 +1,391 @@
+//! Test harness: the real `roster` binary on a free loopback port, raw DNS over UDP and TCP, and
+//! `dig`. Every wait is bounded; every process started here is stopped by its PID.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_server::proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_server::proto::rr::{Name, RData, RecordType};
+
+pub const ZONE: &str = "roster.internal.";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_roster")
+}
+
+/// Pods of the standard test world (YAML): `db` in `prod` with db-0 (dual-stack), db-1 ready
+/// and db-2 not ready; named ports `peer` (TCP) and `gossip` (UDP).
+pub fn db_pod(ordinal: u32, ip: &str, ready: bool) -> String {
+    format!(
+        "---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: db-{ordinal}
+  namespace: prod
+  creationTimestamp: \"2026-01-01T00:00:0{ordinal}Z\"
+  ownerReferences:
+  - {{apiVersion: apps/v1, kind: StatefulSet, name: db, uid: u1, controller: true}}
+spec:
+  subdomain: db
+  containers:
+  - name: db
+    image: db
+    ports:
+    - {{name: client, containerPort: 5432}}
+    - {{name: peer, containerPort: 7000}}
+    - {{name: gossip, containerPort: 7946, protocol: UDP}}
+status:
+  conditions:
+  - {{type: Ready, status: \"{}\"}}
+  podIPs:
+  - ip: {ip}
+",
+        if ready { "True" } else { "False" }
+    )
+}
+
+pub fn world() -> String {
+    let mut s = db_pod(0, "10.1.0.1", true);
+    s.push_str("  - ip: fd00::1\n");
+    s.push_str(&db_pod(1, "10.1.0.2", true));
+    s.push_str(&db_pod(2, "10.1.0.3", false));
+    s
+}
+
+/// A running roster.
+pub struct Roster {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    log: Arc<Mutex<String>>,
+    /// Set when roster's stderr closes, that is when it has exited.
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+pub fn temp_dir() -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("roster-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Replaces a file the way operators should: write a temporary file, then rename it.
+pub fn write_atomic(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+impl Roster {
+    /// Starts roster with `config` (TOML; `pods_file = "pods.yaml"` is added when the text has
+    /// no [source]) and `pods` as `pods.yaml`, listening on a free port.
+    pub fn start_with(config: &str, pods: &str, args: &[&str]) -> Roster {
+        let dir = temp_dir();
+        let mut config = config.to_owned();
+        if !config.contains("[source]") {
+            config.push_str("\n[source]\npods_file = \"pods.yaml\"\n");
+        }
+        std::fs::write(dir.join("roster.toml"), config).unwrap();
+        std::fs::write(dir.join("pods.yaml"), pods).unwrap();
+        let mut all = vec!["serve", "--config", "roster.toml"];
+        if !args.contains(&"--listen") {
+            all.extend(["--listen", "127.0.0.1:0"]);
+        }
+        all.extend(args);
+        Self::spawn(dir, &all)
+    }
+
+    pub fn start(pods: &str) -> Roster {
+        Self::start_with(
+            "[dns]\nreverse_zones = [\"10.in-addr.arpa\", \"d.f.ip6.arpa\"]\n",
+            pods,
+            &[],
+        )
+    }
+
+    fn spawn(dir: PathBuf, args: &[&str]) -> Roster {
+        let mut child = Command::new(bin())
+            .args(args)
+            .current_dir(&dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start roster");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let eof = closed.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+            eof.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let addr = "0.0.0.0:0".parse().unwrap();
+        let mut roster = Roster {
+            child: Some(child),
+            addr,
+            dir,
+            log,
+            closed,
+        };
+        let line = roster
+            .wait_log("listening for DNS", Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("roster did not start:\n{}", roster.log()));
+        roster.addr = line.rsplit("addr=").next().unwrap().trim().parse().unwrap();
+        roster
+            .wait_log("serving", Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("roster did not load its pods:\n{}", roster.log()));
+        roster
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The first log line containing `needle`, waiting up to `timeout`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.log().lines().find(|l| l.contains(needle)) {
+                return Some(line.to_owned());
+            }
+            if Instant::now() > deadline || self.exited() {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn exited(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn pods_path(&self) -> PathBuf {
+        self.dir.join("pods.yaml")
+    }
+
+    pub fn write_pods(&self, text: &str) {
+        write_atomic(&self.pods_path(), text);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends SIGTERM and waits (at most `timeout`) for the exit.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<(ExitStatus, Duration)> {
+        let mut child = self.child.take()?;
+        let started = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        while started.elapsed() < timeout {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some((status, started.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// Polls `check` until it holds or `timeout` passes; returns how long it took.
+    pub fn eventually(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut() -> bool,
+    ) -> Option<Duration> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if check() {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Roster {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs the binary to completion with a timeout; returns (status code, stdout, stderr).
+pub fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut out = String::new();
+            let mut err = String::new();
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (status.code().unwrap_or(-1), out, err);
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("roster {args:?} did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---- DNS over the wire -------------------------------------------------------------------
+
+pub fn name(s: &str) -> Name {
+    Name::from_ascii(s).unwrap()
+}
+
+/// A query with RD=0, no EDNS.
+pub fn query(qname: &str, qtype: RecordType) -> Message {
+    let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(name(qname), qtype));
+    m
+}
+
+pub fn with_edns(mut m: Message, payload: u16) -> Message {
+    let mut e = Edns::new();
+    e.set_max_payload(payload);
+    m.set_edns(e);
+    m
+}
+
+fn rand_id() -> u16 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now()) as u16
+}
+
+/// Sends raw bytes over UDP; the reply, or `None` after `wait`.
+pub fn udp_raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(wait)).unwrap();
+    socket.send_to(bytes, addr).unwrap();
+    let mut buf = vec![0u8; 65_535];
+    match socket.recv_from(&mut buf) {
+        Ok((n, _)) => Some(buf[..n].to_vec()),
+        Err(_) => None,
+    }
+}
+
+/// Sends `m` over UDP and parses the reply; also returns its size on the wire.
+pub fn udp(addr: SocketAddr, m: &Message) -> (Message, usize) {
+    let bytes = udp_raw(addr, &m.to_vec().unwrap(), Duration::from_secs(3)).expect("UDP reply");
+    (
+        Message::from_vec(&bytes).expect("reply parses"),
+        bytes.len(),
+    )
+}
+
+/// Sends raw bytes over TCP (length-prefixed) and reads one reply.
+pub fn tcp_raw(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(bytes);
+    s.write_all(&framed).unwrap();
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).unwrap();
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).unwrap();
+    buf
+}
+
+pub fn tcp(addr: SocketAddr, m: &Message) -> (Message, usize) {
+    let bytes = tcp_raw(addr, &m.to_vec().unwrap());
+    (
+        Message::from_vec(&bytes).expect("reply parses"),
+        bytes.len(),
+    )
+}
+
+/// Both transports.
+pub fn both(addr: SocketAddr, m: &Message) -> [(&'static str, Message); 2] {
+    [("udp", udp(addr, m).0), ("tcp", tcp(addr, m).0)]
+}
+
+/// The answer section's data as text (`10.0.0.1`, `0 1 5432 db-0.db.prod.roster.internal.`).
+pub fn rdata(m: &Message) -> Vec<String> {
+    m.answers.iter().map(|r| r.data.to_string()).collect()
+}
+
+pub fn a_records(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0.to_string()),
+            RData::AAAA(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+// ---- dig ----------------------------------------------------------------------------------
+
+/// Runs dig against `addr` with bounded time; returns its output.
+pub fn dig(addr: SocketAddr, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .arg(format!("@{}", addr.ip()))
+        .args(["-p", &addr.port().to_string(), "+time=2", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("dig is installed (bind9-dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `dig +short`.
+pub fn dig_short(addr: SocketAddr, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["+short"];
+    all.extend(args);
+    dig(addr, &all).lines().map(str::to_owned).collect()
+}
+
+/// A free loopback port for UDP and TCP.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Every record kind as an operator sees it with `dig` (package bind9-dnsutils).
+
+mod common;
+
+use common::*;
+
+fn flags_and_status(out: &str) -> (String, String) {
+    let status = out
+        .lines()
+        .find_map(|l| l.split("status: ").nth(1))
+        .map(|s| s.split(',').next().unwrap().to_owned())
+        .unwrap_or_default();
+    let flags = out
+        .lines()
+        .find_map(|l| l.strip_prefix(";; flags: "))
+        .map(|s| s.split(';').next().unwrap().trim().to_owned())
+        .unwrap_or_default();
+    (flags, status)
+}
+
+#[test]
+fn record_kinds_through_dig() {
+    let r = Roster::start(&world());
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["db-0.db.prod.roster.internal", "A"], &["10.1.0.1"]),
+        (&["db-0.db.prod.roster.internal", "AAAA"], &["fd00::1"]),
+        (&["db.prod.roster.internal", "A"], &["10.1.0.1", "10.1.0.2"]),
+        (
+            &["db.prod.roster.internal", "SRV"],
+            &[
+                "0 1 5432 db-0.db.prod.roster.internal.",
+                "0 1 5432 db-1.db.prod.roster.internal.",
+            ],
+        ),
+        (
+            &["_peer._tcp.db.prod.roster.internal", "SRV"],
+            &[
+                "0 1 7000 db-0.db.prod.roster.internal.",
+                "0 1 7000 db-1.db.prod.roster.internal.",
+            ],
+        ),
+        (&["-x", "10.1.0.2"], &["db-1.db.prod.roster.internal."]),
+        (
+            &["roster.internal", "NS"],
+            &["roster.roster-system.svc.cluster.local."],
+        ),
+        (&["db-2.db.prod.roster.internal", "A"], &[]),
+    ];
+    for (args, want) in cases {
+        assert_eq!(dig_short(r.addr, args), *want, "dig {args:?}");
+    }
+    let soa = dig_short(r.addr, &["roster.internal", "SOA"]);
+    assert_eq!(soa.len(), 1);
+    assert!(
+        soa[0].starts_with("roster.roster-system.svc.cluster.local. hostmaster.roster.internal. "),
+        "{soa:?}"
+    );
+
+    for (name, want_status) in [
+        ("db-0.db.prod.roster.internal", "NOERROR"),
+        ("db-2.db.prod.roster.internal", "NOERROR"),
+        ("db-9.db.prod.roster.internal", "NXDOMAIN"),
+        ("kubernetes.default.svc.cluster.local", "REFUSED"),
+    ] {
+        let (flags, status) = flags_and_status(&dig(r.addr, &[name]));
+        assert_eq!(status, want_status, "{name}");
+        // dig sets RD; roster copies it but never offers recursion.
+        let aa = want_status != "REFUSED";
+        assert_eq!(flags, if aa { "qr aa rd" } else { "qr rd" }, "{name}");
+    }
+}
+
+#[test]
+fn dig_falls_back_to_tcp_for_a_large_answer() {
+    let mut pods = String::new();
+    for i in 0..60 {
+        pods.push_str(&format!(
+            "---\nmetadata:\n  name: m-{i}\n  namespace: big\n  labels: {{roster.io/service: m}}\nstatus:\n  conditions: [{{type: Ready, status: \"True\"}}]\n  podIP: 10.3.0.{}\n",
+            i + 1
+        ));
+    }
+    let r = Roster::start(&pods);
+    // Without EDNS the answer does not fit 512 bytes: dig sees TC=1 and retries over TCP.
+    let out = dig(r.addr, &["+noedns", "m.big.roster.internal", "A"]);
+    assert!(out.contains("Truncated, retrying in TCP mode"), "{out}");
+    assert!(out.contains("ANSWER: 60"), "complete over TCP: {out}");
+    let out = dig(
+        r.addr,
+        &["+noedns", "+ignore", "m.big.roster.internal", "A"],
+    );
+    let (flags, _) = flags_and_status(&out);
+    assert!(flags.contains("tc"), "{flags}");
+}

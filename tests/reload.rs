@@ -1,0 +1,219 @@
+//! The watched pods file (SPEC §3, §4): edits are served within 2 s, a broken file keeps the
+//! last good answers, and roster recovers by itself when the file is fixed.
+
+mod common;
+
+use common::*;
+use hickory_server::proto::op::ResponseCode;
+use hickory_server::proto::rr::{RData, RecordType};
+use std::time::Duration;
+
+const WITHIN: Duration = Duration::from_secs(2);
+
+fn a(r: &Roster, qname: &str) -> (ResponseCode, Vec<String>) {
+    let (m, _) = udp(r.addr, &query(qname, RecordType::A));
+    (m.metadata.response_code, a_records(&m))
+}
+
+fn serial(r: &Roster) -> u32 {
+    let (m, _) = udp(r.addr, &query(ZONE, RecordType::SOA));
+    match &m.answers[0].data {
+        RData::SOA(soa) => soa.serial,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn serial_gt(a: u32, b: u32) -> bool {
+    a != b && a.wrapping_sub(b) < (1 << 31)
+}
+
+/// Writes `pods`, then waits until `qname` answers `want`; fails after 2 s.
+fn expect_after(r: &Roster, pods: &str, qname: &str, want: (ResponseCode, Vec<&str>), what: &str) {
+    let before = serial(r);
+    r.write_pods(pods);
+    let want = (
+        want.0,
+        want.1.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+    );
+    let took = r.eventually(WITHIN, || a(r, qname) == want);
+    assert!(
+        took.is_some(),
+        "{what}: {qname} still answers {:?}, want {want:?}\n{}",
+        a(r, qname),
+        r.log()
+    );
+    assert!(
+        serial_gt(serial(r), before),
+        "{what}: the SOA serial increases"
+    );
+}
+
+#[test]
+fn edits_are_served_within_two_seconds() {
+    let r = Roster::start(&world());
+    let db1 = "db-1.db.prod.roster.internal.";
+    assert_eq!(
+        a(&r, db1),
+        (ResponseCode::NoError, vec!["10.1.0.2".to_string()])
+    );
+
+    // The pod is rescheduled: same name, new IP.
+    let mut pods = world().replace("10.1.0.2", "10.1.9.2");
+    expect_after(
+        &r,
+        &pods,
+        db1,
+        (ResponseCode::NoError, vec!["10.1.9.2"]),
+        "IP change",
+    );
+
+    // Scale up: a new member.
+    pods.push_str(&db_pod(3, "10.1.0.4", true));
+    expect_after(
+        &r,
+        &pods,
+        "db-3.db.prod.roster.internal.",
+        (ResponseCode::NoError, vec!["10.1.0.4"]),
+        "new member",
+    );
+
+    // Readiness flips: db-2 becomes ready.
+    pods = pods.replace("status: \"False\"", "status: \"True\"");
+    expect_after(
+        &r,
+        &pods,
+        "db-2.db.prod.roster.internal.",
+        (ResponseCode::NoError, vec!["10.1.0.3"]),
+        "ready",
+    );
+
+    // ... and back.
+    pods = pods.replace(&db_pod(2, "10.1.0.3", true), &db_pod(2, "10.1.0.3", false));
+    expect_after(
+        &r,
+        &pods,
+        "db-2.db.prod.roster.internal.",
+        (ResponseCode::NoError, vec![]),
+        "not ready",
+    );
+
+    // Deletion: scale down removes db-3 entirely.
+    pods = pods.replace(&db_pod(3, "10.1.0.4", true), "");
+    expect_after(
+        &r,
+        &pods,
+        "db-3.db.prod.roster.internal.",
+        (ResponseCode::NXDomain, vec![]),
+        "deleted",
+    );
+
+    // A conflict: a labelled pod claims db-1. It is newer, so the incumbent keeps the name...
+    let claimant = |created: &str| {
+        format!(
+            "---\nmetadata:\n  name: intruder\n  namespace: prod\n  creationTimestamp: \"{created}\"\n  labels:\n    roster.io/service: db\n    roster.io/name: db\n    roster.io/ordinal: \"1\"\nstatus:\n  conditions: [{{type: Ready, status: \"True\"}}]\n  podIP: 10.1.6.6\n"
+        )
+    };
+    let with_newer = format!("{pods}{}", claimant("2030-01-01T00:00:00Z"));
+    r.write_pods(&with_newer);
+    assert!(
+        r.wait_log("member name claimed by more than one pod", WITHIN)
+            .is_some(),
+        "the conflict is logged\n{}",
+        r.log()
+    );
+    assert_eq!(a(&r, db1).1, ["10.1.9.2"], "the incumbent keeps its name");
+    // ...until the incumbent terminates.
+    let terminating = with_newer.replace(
+        "  name: db-1\n  namespace: prod\n",
+        "  name: db-1\n  namespace: prod\n  deletionTimestamp: \"2026-06-01T00:00:00Z\"\n",
+    );
+    expect_after(
+        &r,
+        &terminating,
+        db1,
+        (ResponseCode::NoError, vec!["10.1.6.6"]),
+        "terminating loses",
+    );
+}
+
+#[test]
+fn a_broken_file_keeps_the_last_good_answers_and_recovers() {
+    let r = Roster::start(&world());
+    let db0 = "db-0.db.prod.roster.internal.";
+    let good = (ResponseCode::NoError, vec!["10.1.0.1".to_string()]);
+    let before = serial(&r);
+
+    // Half-written: cut in the middle of a document.
+    let text = world();
+    let half = &text[..text.len() / 2];
+    r.write_pods(&format!("{half}\n  - {{broken"));
+    let line = r
+        .wait_log("pods file reload failed", WITHIN)
+        .expect("the failure is logged");
+    assert!(
+        line.contains("pods.yaml:"),
+        "the log names the file and position: {line}"
+    );
+    assert_eq!(a(&r, db0), good, "still serving the last good version");
+    assert_eq!(serial(&r), before, "nothing changed");
+
+    // Not a list of pods at all.
+    r.write_pods("kind: Deployment\nmetadata:\n  name: x\n");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(a(&r, db0), good);
+    // Gone for a while (an editor that deletes then writes).
+    std::fs::remove_file(r.pods_path()).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(a(&r, db0), good);
+    assert!(
+        r.log().contains("cannot read"),
+        "a missing file is reported\n{}",
+        r.log()
+    );
+
+    // Fixed: roster recovers by itself.
+    let fixed = world().replace("10.1.0.1", "10.1.7.1");
+    r.write_pods(&fixed);
+    assert!(
+        r.eventually(WITHIN, || a(&r, db0).1 == ["10.1.7.1"])
+            .is_some(),
+        "{}",
+        r.log()
+    );
+    assert!(r.log().contains("pods file is valid again"));
+}
+
+#[test]
+fn a_file_written_in_place_is_applied_once_complete() {
+    use std::io::Write;
+    let r = Roster::start(&world());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(r.pods_path())
+        .unwrap();
+    let text = world().replace("10.1.0.2", "10.1.3.2");
+    let (head, tail) = text.split_at(text.len() / 3);
+    f.write_all(head.as_bytes()).unwrap();
+    f.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    // Whatever roster made of the partial file, it never served a half: db-1 is old or new.
+    let db1 = a(&r, "db-1.db.prod.roster.internal.");
+    assert!(db1.1 == ["10.1.0.2"] || db1.1 == ["10.1.3.2"], "{db1:?}");
+    f.write_all(tail.as_bytes()).unwrap();
+    drop(f);
+    let done = r.eventually(WITHIN, || {
+        a(&r, "db-1.db.prod.roster.internal.").1 == ["10.1.3.2"]
+    });
+    assert!(done.is_some(), "{}", r.log());
+    assert_eq!(a(&r, "db-0.db.prod.roster.internal.").1, ["10.1.0.1"]);
+}
+
+#[test]
+fn an_unchanged_rewrite_changes_nothing() {
+    let r = Roster::start(&world());
+    let before = serial(&r);
+    r.write_pods(&world());
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(serial(&r), before, "same content, same serial");
+}
