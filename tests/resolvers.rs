@@ -25,7 +25,14 @@ impl Drop for Resolver {
 
 impl Resolver {
     fn spawn(name: &'static str, program: &str, args: &[String], port: u16) -> Resolver {
-        let child = Command::new(program)
+        // Daemons live in /usr/sbin, which is not on every user's PATH.
+        let sbin = std::path::Path::new("/usr/sbin").join(program);
+        let program = if sbin.exists() {
+            sbin.display().to_string()
+        } else {
+            program.to_owned()
+        };
+        let child = Command::new(&program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs every check of roster: formatting, lints, unit tests and the integration tests against
+# the real binary, dig, Unbound and dnsmasq.
+#
+# The tests need these Debian packages; missing ones are installed with apt-get (as root, or
+# through sudo when it is available):
+#   bind9-dnsutils (dig)   unbound   dnsmasq-base
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+
+missing=()
+have dig || missing+=(bind9-dnsutils)
+have unbound || missing+=(unbound)
+have dnsmasq || missing+=(dnsmasq-base)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "tests/run.sh: installing ${missing[*]}"
+  if [ "$(id -u)" -eq 0 ]; then
+    as_root=()
+  elif command -v sudo >/dev/null 2>&1; then
+    as_root=(sudo)
+  else
+    echo "tests/run.sh: ${missing[*]} missing; run this script as root to install them" >&2
+    exit 1
+  fi
+  "${as_root[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all -- --check
+else
+  echo "tests/run.sh: rustfmt is not installed; skipping the format check" >&2
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --locked --all-targets -- -D warnings
+else
+  echo "tests/run.sh: clippy is not installed; skipping lints" >&2
+fi
+cargo test --locked
