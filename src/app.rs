@@ -20,6 +20,10 @@ pub enum RunError {
     Startup(#[from] file::FileError),
     #[error(transparent)]
     Serve(#[from] listen::ServeError),
+    /// A task that must run as long as the server stopped early: serving on would answer from a
+    /// zone that no longer follows the pods.
+    #[error("the {0} stopped unexpectedly; exiting rather than serve a frozen zone")]
+    TaskStopped(&'static str),
 }
 
 impl RunError {
@@ -43,11 +47,36 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Ru
     let listeners = listen::bind(&config.listen)?;
     let published = Arc::new(Published::empty());
     let (events, receiver) = mpsc::channel(4096);
-    tokio::spawn(Membership::new(config.identity).run(receiver, published.clone()));
-    tokio::spawn(file::watch(path, initial, events, shutdown.clone()));
+    let mut membership =
+        tokio::spawn(Membership::new(config.identity).run(receiver, published.clone()));
+    let mut watcher = tokio::spawn(file::watch(path, initial, events, shutdown.clone()));
 
     let handler = Handler::new(config.zone.clone(), config.max_udp_payload, published);
-    listen::serve(listeners, handler, config.tcp_idle_timeout, shutdown).await?;
-    info!("stopped");
-    Ok(())
+    let stop = shutdown.clone();
+    let server = listen::serve(listeners, handler, config.tcp_idle_timeout, shutdown);
+    tokio::pin!(server);
+    let (mut membership_done, mut watcher_done) = (false, false);
+    // The background tasks end by themselves at shutdown; before it, their end is a failure.
+    let result = loop {
+        tokio::select! {
+            r = &mut server => break r.map_err(RunError::from),
+            _ = &mut membership, if !membership_done => {
+                membership_done = true;
+                if !stop.is_cancelled() {
+                    break Err(RunError::TaskStopped("membership task"));
+                }
+            }
+            _ = &mut watcher, if !watcher_done => {
+                watcher_done = true;
+                if !stop.is_cancelled() {
+                    break Err(RunError::TaskStopped("pods file watcher"));
+                }
+            }
+        }
+    };
+    stop.cancel();
+    if result.is_ok() {
+        info!("stopped");
+    }
+    result
 }

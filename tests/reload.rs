@@ -217,3 +217,24 @@ fn an_unchanged_rewrite_changes_nothing() {
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(serial(&r), before, "same content, same serial");
 }
+
+#[test]
+fn a_pod_that_cannot_be_a_member_is_logged_once() {
+    let orphan =
+        "---\nmetadata:\n  name: db-abc\n  namespace: prod\n  labels: {roster.io/service: db}\n";
+    let r = Roster::start(&format!("{}{orphan}", world()));
+    let needle = "pod asks to be a member but has no name";
+    let line = r.wait_log(needle, WITHIN).expect("logged at load");
+    assert!(
+        line.contains("prod/db-abc") && line.contains("no_ordinal"),
+        "{line}"
+    );
+    // Other pods change; the orphan does not: it is not reported again.
+    let pods = format!("{}{orphan}", world().replace("10.1.0.2", "10.1.5.2"));
+    r.write_pods(&pods);
+    let applied = r.eventually(WITHIN, || {
+        a(&r, "db-1.db.prod.roster.internal.").1 == ["10.1.5.2"]
+    });
+    assert!(applied.is_some());
+    assert_eq!(r.log().matches(needle).count(), 1, "{}", r.log());
+}

@@ -90,7 +90,37 @@ struct Document {
     metadata: Option<ObjectMeta>,
     spec: Option<PodSpec>,
     status: Option<PodStatus>,
-    items: Option<Vec<Pod>>,
+    items: Option<Items>,
+}
+
+/// A list's items, each stripped to a [`PodView`] as soon as it is read: a large list never
+/// exists in memory as full Pod objects.
+struct Items(Vec<PodView>);
+
+impl<'de> Deserialize<'de> for Items {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Items;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of Pods")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Items, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(pod) = seq.next_element::<Pod>()? {
+                    out.push(PodView::from_pod(&pod));
+                }
+                Ok(Items(out))
+            }
+            fn visit_unit<E>(self) -> Result<Items, E> {
+                Ok(Items(Vec::new())) // `items: null`
+            }
+        }
+        deserializer.deserialize_seq(Visitor)
+    }
 }
 
 impl Document {
@@ -98,7 +128,7 @@ impl Document {
         let bad = |message: String| ParseError::Content { document, message };
         match self.kind.as_deref() {
             Some("PodList" | "List") | None if self.items.is_some() => {
-                out.extend(self.items.iter().flatten().map(PodView::from_pod));
+                out.extend(self.items.map(|i| i.0).unwrap_or_default());
                 Ok(())
             }
             Some("Pod") | None => {
@@ -245,6 +275,7 @@ pub async fn watch(
     // The stamp seen at the previous poll: a version is read once two polls agree on it.
     let mut seen = applied.0;
     let mut failing = false;
+    let mut failures: u64 = 0;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -285,7 +316,12 @@ pub async fn watch(
                 // Remember the bad version so it is reported once, not at every poll.
                 applied.0 = now;
                 failing = true;
-                warn!(error = %e, "pods file reload failed; still serving the last good version");
+                failures += 1;
+                warn!(
+                    error = %e,
+                    failures_total = failures,
+                    "pods file reload failed; still serving the last good version"
+                );
             }
         }
     }
