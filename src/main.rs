@@ -67,6 +67,8 @@ fn main() -> ExitCode {
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // A closed stderr (a log collector gone) must not turn every log line into a panic.
+        .log_internal_errors(false)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
@@ -137,7 +139,7 @@ fn serve(settings: &Settings) -> ExitCode {
     }
 }
 
-/// Cancels `shutdown` at the first SIGTERM or SIGINT.
+/// Cancels `shutdown` at the first SIGTERM or SIGINT; a second one ends the process at once.
 async fn signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
@@ -147,10 +149,16 @@ async fn signal(shutdown: CancellationToken) {
         error!("cannot install signal handlers; stop roster with SIGKILL");
         return;
     };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    info!(signal = name, "shutting down");
-    shutdown.cancel();
+    loop {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        if shutdown.is_cancelled() {
+            error!(signal = name, "second signal during shutdown; exiting now");
+            std::process::exit(FAILURE.into());
+        }
+        info!(signal = name, "shutting down");
+        shutdown.cancel();
+    }
 }

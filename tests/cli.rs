@@ -255,3 +255,52 @@ fn the_serial_does_not_go_back_across_restarts() {
         "{after} after {last} (RFC 1982)"
     );
 }
+
+#[test]
+fn a_closed_log_stream_stops_neither_serving_nor_shutdown() {
+    use std::io::{BufRead, BufReader};
+    let dir = dir_with(MINIMAL, Some(&world()));
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "serve",
+            "--config",
+            "roster.toml",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(&dir)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr: std::net::SocketAddr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.split("addr=").nth(1).map(|a| a.trim().parse().unwrap()))
+        .expect("a listening line");
+    drop(lines); // the log collector goes away
+    for _ in 0..3 {
+        // Every answer is logged at debug only, but shutdown and reloads log at info.
+        let (m, _) = udp(addr, &query("db-0.db.prod.roster.internal.", RecordType::A));
+        assert_eq!(a_records(&m), ["10.1.0.1"]);
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if started.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "exits cleanly although it cannot log"
+    );
+}
