@@ -143,7 +143,16 @@ impl Membership {
     fn take(&mut self, key: &PodKey, claim: &Claim) {
         match claim {
             Claim::NotMember => {}
-            Claim::Skipped { reason, .. } => *self.stats.skipped.entry(*reason).or_default() += 1,
+            Claim::Skipped { reason, detail } => {
+                let count = self.stats.skipped.entry(*reason).or_default();
+                *count += 1;
+                warn!(
+                    pod = %key,
+                    reason = reason.as_str(),
+                    skipped_for_reason = *count,
+                    "pod asks to be a member but has no name: {detail}"
+                );
+            }
             Claim::Member(id) => {
                 self.dirty.insert(id.service.clone());
                 self.members
@@ -167,6 +176,7 @@ impl Membership {
                         name = %format_args!("{}.{}", id.member, id.service),
                         pods = ?pods,
                         winner = winner.as_deref().unwrap_or("none"),
+                        conflicts_total = self.stats.conflicts_total,
                         "member name claimed by more than one pod"
                     );
                 }
@@ -265,13 +275,11 @@ impl Membership {
     }
 }
 
-/// Logs a pod's new claim once, when it changes: skips and identity warnings at warn level,
-/// ordinary membership changes at debug.
+/// Logs a pod's new claim once, when it changes: identity warnings at warn level, ordinary
+/// membership changes at debug. (Skips and conflicts are logged where they are counted.)
 fn report(key: &PodKey, old: Option<&Claim>, new: &Claim) {
     match new {
-        Claim::Skipped { reason, detail } => {
-            warn!(pod = %key, reason = reason.as_str(), "pod asks to be a member but has no name: {detail}");
-        }
+        Claim::Skipped { .. } => {}
         Claim::Member(id) => {
             let old_warnings = match old {
                 Some(Claim::Member(o)) => o.warnings.as_slice(),

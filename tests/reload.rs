@@ -115,11 +115,11 @@ fn edits_are_served_within_two_seconds() {
     };
     let with_newer = format!("{pods}{}", claimant("2030-01-01T00:00:00Z"));
     r.write_pods(&with_newer);
+    let line = r.wait_log("member name claimed by more than one pod", WITHIN);
+    let line = line.unwrap_or_else(|| panic!("the conflict is logged\n{}", r.log()));
     assert!(
-        r.wait_log("member name claimed by more than one pod", WITHIN)
-            .is_some(),
-        "the conflict is logged\n{}",
-        r.log()
+        line.contains("conflicts_total=1") && line.contains("prod/intruder"),
+        "counted: {line}"
     );
     assert_eq!(a(&r, db1).1, ["10.1.9.2"], "the incumbent keeps its name");
     // ...until the incumbent terminates.
@@ -228,6 +228,10 @@ fn a_pod_that_cannot_be_a_member_is_logged_once() {
     assert!(
         line.contains("prod/db-abc") && line.contains("no_ordinal"),
         "{line}"
+    );
+    assert!(
+        line.contains("skipped_for_reason=1"),
+        "counted by reason: {line}"
     );
     // Other pods change; the orphan does not: it is not reported again.
     let pods = format!("{}{orphan}", world().replace("10.1.0.2", "10.1.5.2"));
