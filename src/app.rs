@@ -10,7 +10,7 @@ use tracing::info;
 use crate::config::{Config, SourceConfig};
 use crate::dns::{Handler, listen};
 use crate::membership::{Membership, Published};
-use crate::source::file;
+use crate::source::{Scope, file};
 
 /// Why roster could not run. `Startup` errors are the operator's input (exit status 2);
 /// the others happen at run time (exit status 1).
@@ -47,8 +47,9 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Ru
     let listeners = listen::bind(&config.listen)?;
     let published = Arc::new(Published::empty());
     let (events, receiver) = mpsc::channel(4096);
-    let mut membership =
-        tokio::spawn(Membership::new(config.identity).run(receiver, published.clone()));
+    let mut membership = tokio::spawn(
+        Membership::new(config.identity, [Scope::Cluster]).run(receiver, published.clone()),
+    );
     let mut watcher = tokio::spawn(file::watch(path, initial, events, shutdown.clone()));
 
     let handler = Handler::new(config.zone.clone(), config.max_udp_payload, published);

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::identity::{self, Claim, Identity, IdentityConfig, ServiceId, SkipReason};
-use crate::source::{PodEvent, PodKey, PodView};
+use crate::source::{PodEvent, PodKey, PodView, Scope};
 use crate::zone::{ServiceNode, Snapshot, serial};
 
 /// The snapshot queries read: `None` until the source's first complete list.
@@ -42,26 +42,29 @@ pub struct Membership {
     claims: HashMap<MemberKey, Vec<PodKey>>,
     /// Member names claimed in each service.
     members: HashMap<ServiceId, BTreeSet<Box<str>>>,
-    /// The list in progress, between `Init` and `InitDone`.
-    relist: Option<HashMap<PodKey, PodView>>,
+    /// Lists in progress, between `Init` and `InitDone`, by scope.
+    relists: HashMap<Scope, HashMap<PodKey, PodView>>,
+    /// Scopes whose first list is still to complete; roster is not ready until this is empty.
+    unsynced: HashSet<Scope>,
     dirty: HashSet<ServiceId>,
     zone: Snapshot,
-    synced: bool,
     published_once: bool,
     stats: Stats,
 }
 
 impl Membership {
-    pub fn new(config: IdentityConfig) -> Self {
+    /// `scopes` are the lists the source will deliver; the zone is published once each has
+    /// completed once.
+    pub fn new(config: IdentityConfig, scopes: impl IntoIterator<Item = Scope>) -> Self {
         Self {
             config,
             pods: HashMap::new(),
             claims: HashMap::new(),
             members: HashMap::new(),
-            relist: None,
+            relists: HashMap::new(),
+            unsynced: scopes.into_iter().collect(),
             dirty: HashSet::new(),
             zone: Snapshot::default(),
-            synced: false,
             published_once: false,
             stats: Stats::default(),
         }
@@ -88,19 +91,21 @@ impl Membership {
 
     pub fn handle(&mut self, event: PodEvent) {
         match event {
-            PodEvent::Init => self.relist = Some(HashMap::new()),
-            PodEvent::InitApply(pod) => match &mut self.relist {
+            PodEvent::Init(scope) => {
+                self.relists.insert(scope, HashMap::new());
+            }
+            PodEvent::InitApply(scope, pod) => match self.relists.get_mut(&scope) {
                 Some(list) => {
                     list.insert(pod.key(), pod);
                 }
                 None => self.apply(&pod),
             },
-            PodEvent::InitDone => {
-                let list = self.relist.take().unwrap_or_default();
+            PodEvent::InitDone(scope) => {
+                let list = self.relists.remove(&scope).unwrap_or_default();
                 let gone: Vec<PodKey> = self
                     .pods
                     .keys()
-                    .filter(|k| !list.contains_key(*k))
+                    .filter(|k| scope.contains(k) && !list.contains_key(*k))
                     .cloned()
                     .collect();
                 for key in gone {
@@ -109,7 +114,7 @@ impl Membership {
                 for pod in list.values() {
                     self.apply(pod);
                 }
-                self.synced = true;
+                self.unsynced.remove(&scope);
             }
             PodEvent::Apply(pod) => self.apply(&pod),
             PodEvent::Delete(key) => self.delete(&key),
@@ -230,7 +235,7 @@ impl Membership {
     /// Rebuilds the dirty services and returns a new snapshot if the zone's content changed (or
     /// if this is the first complete list). Nothing is published before the first `InitDone`.
     pub fn publish(&mut self) -> Option<Arc<Snapshot>> {
-        if !self.synced {
+        if !self.unsynced.is_empty() {
             return None;
         }
         let mut changed = 0usize;
@@ -349,21 +354,21 @@ mod tests {
     }
 
     fn list(m: &mut Membership, pods: &[PodView]) -> Option<Arc<Snapshot>> {
-        m.handle(PodEvent::Init);
+        m.handle(PodEvent::Init(Scope::Cluster));
         for p in pods {
-            m.handle(PodEvent::InitApply(p.clone()));
+            m.handle(PodEvent::InitApply(Scope::Cluster, p.clone()));
         }
-        m.handle(PodEvent::InitDone);
+        m.handle(PodEvent::InitDone(Scope::Cluster));
         m.publish()
     }
 
     #[test]
     fn nothing_published_before_the_first_complete_list() {
-        let mut m = Membership::new(IdentityConfig::default());
-        m.handle(PodEvent::Init);
-        m.handle(PodEvent::InitApply(pod("db-0", "10.0.0.1")));
+        let mut m = Membership::new(IdentityConfig::default(), [Scope::Cluster]);
+        m.handle(PodEvent::Init(Scope::Cluster));
+        m.handle(PodEvent::InitApply(Scope::Cluster, pod("db-0", "10.0.0.1")));
         assert!(m.publish().is_none());
-        m.handle(PodEvent::InitDone);
+        m.handle(PodEvent::InitDone(Scope::Cluster));
         let snap = m.publish().expect("published after InitDone");
         assert_eq!(
             a_records(&snap, "db-0.db.prod.roster.internal").1,
@@ -374,7 +379,7 @@ mod tests {
 
     #[test]
     fn an_empty_first_list_still_makes_the_zone_ready() {
-        let mut m = Membership::new(IdentityConfig::default());
+        let mut m = Membership::new(IdentityConfig::default(), [Scope::Cluster]);
         let snap = list(&mut m, &[]).expect("ready with no pods");
         assert_eq!(
             a_records(&snap, "db.prod.roster.internal").0,
@@ -384,14 +389,14 @@ mod tests {
 
     #[test]
     fn relist_applies_as_a_whole_and_removes_vanished_pods() {
-        let mut m = Membership::new(IdentityConfig::default());
+        let mut m = Membership::new(IdentityConfig::default(), [Scope::Cluster]);
         let first = list(&mut m, &[pod("db-0", "10.0.0.1"), pod("db-1", "10.0.0.2")]).unwrap();
 
-        m.handle(PodEvent::Init);
-        m.handle(PodEvent::InitApply(pod("db-0", "10.0.0.1")));
+        m.handle(PodEvent::Init(Scope::Cluster));
+        m.handle(PodEvent::InitApply(Scope::Cluster, pod("db-0", "10.0.0.1")));
         assert!(m.publish().is_none(), "half a list is never published");
-        m.handle(PodEvent::InitApply(pod("db-2", "10.0.0.3")));
-        m.handle(PodEvent::InitDone);
+        m.handle(PodEvent::InitApply(Scope::Cluster, pod("db-2", "10.0.0.3")));
+        m.handle(PodEvent::InitDone(Scope::Cluster));
         let second = m.publish().unwrap();
 
         assert_eq!(
@@ -412,7 +417,7 @@ mod tests {
 
     #[test]
     fn conflicts_follow_the_spec_order() {
-        let mut m = Membership::new(IdentityConfig::default());
+        let mut m = Membership::new(IdentityConfig::default(), [Scope::Cluster]);
         let incumbent = pod("db-0", "10.0.0.1");
         // A second pod claims db-0 through labels.
         let mut newcomer = pod("db-0-replacement", "10.0.0.9");
@@ -458,7 +463,7 @@ mod tests {
         assert_eq!(m.stats().conflicts, 0);
 
         // Same rank: the pod name decides.
-        let mut m = Membership::new(IdentityConfig::default());
+        let mut m = Membership::new(IdentityConfig::default(), [Scope::Cluster]);
         let mut b = pod("b", "10.0.0.2");
         b.label_ordinal = Some("0".into());
         let mut a = pod("a", "10.0.0.1");
@@ -471,8 +476,60 @@ mod tests {
     }
 
     #[test]
+    fn a_namespace_relist_replaces_only_that_namespace() {
+        let a = Scope::Namespace("a".into());
+        let b = Scope::Namespace("b".into());
+        let mut m = Membership::new(IdentityConfig::default(), [a.clone(), b.clone()]);
+        let in_ns = |ns: &str, name: &str, ip: &str| PodView {
+            namespace: ns.into(),
+            ..pod(name, ip)
+        };
+        m.handle(PodEvent::Init(a.clone()));
+        m.handle(PodEvent::InitApply(
+            a.clone(),
+            in_ns("a", "db-0", "10.0.0.1"),
+        ));
+        m.handle(PodEvent::InitDone(a.clone()));
+        assert!(
+            m.publish().is_none(),
+            "not ready until every namespace has listed once"
+        );
+        // The two lists interleave, as two watchers do.
+        m.handle(PodEvent::Init(b.clone()));
+        m.handle(PodEvent::Init(a.clone()));
+        m.handle(PodEvent::InitApply(
+            b.clone(),
+            in_ns("b", "db-0", "10.0.1.1"),
+        ));
+        m.handle(PodEvent::InitApply(
+            a.clone(),
+            in_ns("a", "db-1", "10.0.0.2"),
+        ));
+        m.handle(PodEvent::InitDone(b.clone()));
+        let snap = m.publish().expect("both listed: ready");
+        assert_eq!(
+            a_records(&snap, "db.a.roster.internal").1,
+            ["10.0.0.1"],
+            "a's relist not done yet"
+        );
+        assert_eq!(a_records(&snap, "db.b.roster.internal").1, ["10.0.1.1"]);
+        m.handle(PodEvent::InitDone(a.clone()));
+        let snap = m.publish().unwrap();
+        assert_eq!(
+            a_records(&snap, "db.a.roster.internal").1,
+            ["10.0.0.2"],
+            "a replaced"
+        );
+        assert_eq!(
+            a_records(&snap, "db.b.roster.internal").1,
+            ["10.0.1.1"],
+            "b untouched"
+        );
+    }
+
+    #[test]
     fn skipped_pods_are_counted_by_reason() {
-        let mut m = Membership::new(IdentityConfig::default());
+        let mut m = Membership::new(IdentityConfig::default(), [Scope::Cluster]);
         let mut bad = pod("db-x", "10.0.0.1");
         bad.name = "db-x".into();
         let snap = list(&mut m, &[bad.clone(), pod("db-0", "10.0.0.2")]).unwrap();
@@ -484,7 +541,7 @@ mod tests {
 
     #[test]
     fn a_pod_that_leaves_the_service_releases_its_name() {
-        let mut m = Membership::new(IdentityConfig::default());
+        let mut m = Membership::new(IdentityConfig::default(), [Scope::Cluster]);
         let p = pod("db-0", "10.0.0.1");
         list(&mut m, std::slice::from_ref(&p)).unwrap();
         let mut gone = p.clone();

@@ -16,7 +16,7 @@ use hickory_server::zone_handler::MessageResponse;
 use roster::dns::Handler;
 use roster::identity::IdentityConfig;
 use roster::membership::{Membership, Published};
-use roster::source::{PodEvent, PodView};
+use roster::source::{PodEvent, PodView, Scope};
 use roster::zone::{DomainName, ZoneSettings};
 
 #[derive(Clone, Default)]
@@ -95,16 +95,19 @@ async fn servfail_until_the_first_complete_list_then_answers() {
         "outside the zones: still REFUSED"
     );
 
-    let mut membership = Membership::new(IdentityConfig::default());
-    membership.handle(PodEvent::Init);
-    membership.handle(PodEvent::InitApply(PodView {
-        namespace: "prod".into(),
-        name: "db-0".into(),
-        label_service: Some("db".into()),
-        ips: vec!["10.0.0.1".parse().unwrap()],
-        ready: true,
-        ..Default::default()
-    }));
+    let mut membership = Membership::new(IdentityConfig::default(), [Scope::Cluster]);
+    membership.handle(PodEvent::Init(Scope::Cluster));
+    membership.handle(PodEvent::InitApply(
+        Scope::Cluster,
+        PodView {
+            namespace: "prod".into(),
+            name: "db-0".into(),
+            label_service: Some("db".into()),
+            ips: vec!["10.0.0.1".parse().unwrap()],
+            ready: true,
+            ..Default::default()
+        },
+    ));
     assert!(
         membership.publish().is_none(),
         "a list in progress publishes nothing"
@@ -116,7 +119,7 @@ async fn servfail_until_the_first_complete_list_then_answers() {
         "still within the first list"
     );
 
-    membership.handle(PodEvent::InitDone);
+    membership.handle(PodEvent::InitDone(Scope::Cluster));
     published.store(membership.publish());
     let m = ask(&handler, "db-0.db.prod.roster.internal.").await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);

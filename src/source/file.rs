@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{PodEvent, PodView};
+use super::{PodEvent, PodView, Scope};
 
 const POLL: Duration = Duration::from_millis(100);
 
@@ -331,11 +331,13 @@ async fn send_list(
     events: &mpsc::Sender<PodEvent>,
     pods: Vec<PodView>,
 ) -> Result<(), mpsc::error::SendError<PodEvent>> {
-    events.send(PodEvent::Init).await?;
+    events.send(PodEvent::Init(Scope::Cluster)).await?;
     for pod in pods {
-        events.send(PodEvent::InitApply(pod)).await?;
+        events
+            .send(PodEvent::InitApply(Scope::Cluster, pod))
+            .await?;
     }
-    events.send(PodEvent::InitDone).await
+    events.send(PodEvent::InitDone(Scope::Cluster)).await
 }
 
 #[cfg(test)]

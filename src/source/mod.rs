@@ -202,15 +202,41 @@ impl PodView {
     }
 }
 
+/// The pods a list covers: every namespace, or one. Watchers of different namespaces list
+/// independently; a list replaces only the pods of its own scope.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    Cluster,
+    Namespace(String),
+}
+
+impl Scope {
+    pub fn contains(&self, key: &PodKey) -> bool {
+        match self {
+            Scope::Cluster => true,
+            Scope::Namespace(ns) => *key.namespace == **ns,
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Cluster => f.write_str("all namespaces"),
+            Scope::Namespace(ns) => write!(f, "namespace {ns}"),
+        }
+    }
+}
+
 /// What a source tells the membership layer.
 #[derive(Clone, Debug)]
 pub enum PodEvent {
-    /// A complete list begins; pods not in it are gone once it is done.
-    Init,
-    /// One pod of the list in progress.
-    InitApply(PodView),
-    /// The list is complete: apply it as a whole.
-    InitDone,
+    /// A complete list of the scope begins; its pods not in the list are gone once it is done.
+    Init(Scope),
+    /// One pod of the scope's list in progress.
+    InitApply(Scope, PodView),
+    /// The scope's list is complete: apply it as a whole.
+    InitDone(Scope),
     /// A pod was added or changed.
     Apply(PodView),
     /// A pod is gone.
