@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
-use crate::identity::IdentityConfig;
+use crate::identity::{IdentityConfig, is_dns_label};
+use crate::source::kubernetes::{KubeSettings, check_label_selector};
 use crate::zone::{DomainName, ReverseZone, ZoneSettings};
 
 /// The default configuration path (SPEC §5).
@@ -35,7 +36,11 @@ pub const DEFAULT_NAMESERVER: &str = "roster.roster-system.svc.cluster.local.";
 pub enum SourceConfig {
     /// A local file of Pod objects, watched.
     File { path: PathBuf },
+    /// The API server, listed and watched.
+    Kubernetes(KubeSettings),
 }
+
+pub const DEFAULT_API_TIMEOUT: u64 = 90;
 
 /// The validated configuration roster runs with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +64,7 @@ pub struct Overrides {
     pub listen: Vec<SocketAddr>,
     pub zones: Vec<String>,
     pub pods_file: Option<PathBuf>,
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// One thing wrong with a configuration.
@@ -165,7 +171,18 @@ impl Config {
             ],
         );
         w.known(members, "members.", &["publish_not_ready"]);
-        w.known(source, "source.", &["type", "pods_file"]);
+        w.known(
+            source,
+            "source.",
+            &[
+                "type",
+                "pods_file",
+                "kubeconfig",
+                "namespaces",
+                "label_selector",
+                "api_timeout",
+            ],
+        );
 
         let listen: Vec<SocketAddr> = if overrides.listen.is_empty() {
             let listen = w.strings(dns, "dns.", "listen", &[DEFAULT_LISTEN]);
@@ -278,27 +295,25 @@ impl Config {
         let hostmaster = w.name(dns, "dns.", "hostmaster", &default_hostmaster);
         let publish_not_ready = w.bool(members, "members.", "publish_not_ready", false);
 
-        let source = match &overrides.pods_file {
-            Some(file) => SourceConfig::File { path: file.clone() },
-            None => {
-                let kind = w
-                    .string(source, "source.", "type")
-                    .map(|(s, line)| (s.to_owned(), line));
-                match kind {
-                    None => w.source_file(source, base),
-                    Some((k, _)) if k == "file" => w.source_file(source, base),
-                    Some((other, line)) => {
-                        w.problem(
-                            line,
-                            "source.type",
-                            format!("{other:?} is not a source; use \"file\""),
-                        );
-                        SourceConfig::File {
-                            path: PathBuf::new(),
-                        }
+        let kind = w
+            .string(source, "source.", "type")
+            .map(|(s, line)| (s.to_owned(), line));
+        let source = match (&overrides.pods_file, &overrides.kubeconfig) {
+            (Some(file), _) => SourceConfig::File { path: file.clone() },
+            (None, Some(kubeconfig)) => w.source_kubernetes(source, base, Some(kubeconfig.clone())),
+            (None, None) => match kind {
+                None => w.source_file(source, base),
+                Some((k, _)) if k == "file" => w.source_file(source, base),
+                Some((k, _)) if k == "kubernetes" => w.source_kubernetes(source, base, None),
+                Some((other, line)) => {
+                    let message =
+                        format!("{other:?} is not a source; use \"file\" or \"kubernetes\"");
+                    w.problem(line, "source.type", message);
+                    SourceConfig::File {
+                        path: PathBuf::new(),
                     }
                 }
-            }
+            },
         };
 
         if !w.problems.is_empty() {
@@ -375,6 +390,20 @@ impl Config {
                     "\n[source]\ntype = \"file\"\npods_file = {}\n",
                     q(&path.display().to_string())
                 ));
+            }
+            SourceConfig::Kubernetes(k) => {
+                out.push_str("\n[source]\ntype = \"kubernetes\"\n");
+                let kubeconfig = k.kubeconfig.as_ref().map(|p| p.display().to_string());
+                out.push_str(&format!(
+                    "kubeconfig = {}\n",
+                    q(kubeconfig.as_deref().unwrap_or(""))
+                ));
+                out.push_str(&format!("namespaces = {}\n", list(k.namespaces.clone())));
+                out.push_str(&format!(
+                    "label_selector = {}\n",
+                    q(k.label_selector.as_deref().unwrap_or(""))
+                ));
+                out.push_str(&format!("api_timeout = {}\n", k.api_timeout.as_secs()));
             }
         }
         out
@@ -549,6 +578,56 @@ impl<'t> Walker<'t> {
             .ok()
     }
 
+    fn source_kubernetes(
+        &mut self,
+        source: &DeTable<'_>,
+        base: &Path,
+        kubeconfig: Option<PathBuf>,
+    ) -> SourceConfig {
+        let kubeconfig = kubeconfig.or_else(|| {
+            self.string(source, "source.", "kubeconfig")
+                .filter(|(p, _)| !p.is_empty())
+                .map(|(p, _)| base.join(p))
+        });
+        let mut namespaces: Vec<String> = Vec::new();
+        for (ns, line) in self.strings(source, "source.", "namespaces", &[]) {
+            if !is_dns_label(&ns) {
+                self.problem(
+                    line,
+                    "source.namespaces",
+                    format!("{ns:?} is not a namespace name"),
+                );
+            } else if namespaces.contains(&ns) {
+                self.problem(line, "source.namespaces", format!("{ns:?} is listed twice"));
+            } else {
+                namespaces.push(ns);
+            }
+        }
+        let label_selector = match self.string(source, "source.", "label_selector") {
+            Some((sel, line)) if !sel.trim().is_empty() => {
+                if let Err(e) = check_label_selector(sel) {
+                    self.problem(line, "source.label_selector", e);
+                }
+                Some(sel.trim().to_owned())
+            }
+            _ => None,
+        };
+        let api_timeout = self.int(
+            source,
+            "source.",
+            "api_timeout",
+            DEFAULT_API_TIMEOUT as i64,
+            3,
+            3600,
+        ) as u64;
+        SourceConfig::Kubernetes(KubeSettings {
+            kubeconfig,
+            namespaces,
+            label_selector,
+            api_timeout: Duration::from_secs(api_timeout),
+        })
+    }
+
     fn source_file(&mut self, source: &DeTable<'_>, base: &Path) -> SourceConfig {
         match self.string(source, "source.", "pods_file") {
             Some((p, _)) if !p.is_empty() => SourceConfig::File { path: base.join(p) },
@@ -645,6 +724,7 @@ type = \"etcd\"
             ],
             zones: vec!["A.Example".into()],
             pods_file: Some("here.json".into()),
+            kubeconfig: None,
         };
         let c = Config::parse(
             "[dns]\nlisten=[\"0.0.0.0:53\"]\nzones=[\"x.y\"]\n[source]\npods_file=\"p\"\n",
@@ -697,5 +777,56 @@ type = \"etcd\"
             },
             c
         );
+    }
+}
+
+#[cfg(test)]
+mod kubernetes_tests {
+    use super::*;
+
+    #[test]
+    fn the_kubernetes_source() {
+        let text = "[source]\ntype = \"kubernetes\"\nnamespaces = [\"prod\", \"staging\"]\nlabel_selector = \"team in (a, b)\"\napi_timeout = 30\n";
+        let c = Config::parse(
+            text,
+            Some(Path::new("/etc/roster/r.toml")),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let SourceConfig::Kubernetes(k) = &c.source else {
+            panic!("{:?}", c.source)
+        };
+        assert_eq!(k.kubeconfig, None, "found as kubectl does");
+        assert_eq!(k.namespaces, ["prod", "staging"]);
+        assert_eq!(k.label_selector.as_deref(), Some("team in (a, b)"));
+        assert_eq!(k.api_timeout, Duration::from_secs(30));
+        let again =
+            Config::parse(&c.to_toml(), Some(Path::new("/")), &Overrides::default()).unwrap();
+        assert_eq!(again.source, c.source);
+
+        let bad = "[source]\ntype = \"kubernetes\"\nnamespaces = [\"Prod\"]\nlabel_selector = \"a in b\"\napi_timeout = 1\n";
+        let problems = Config::parse(bad, None, &Overrides::default()).unwrap_err();
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "source.namespaces",
+                "source.label_selector",
+                "source.api_timeout"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_kubeconfig_flag_selects_the_kubernetes_source() {
+        let overrides = Overrides {
+            kubeconfig: Some("/k/config".into()),
+            ..Overrides::default()
+        };
+        let c = Config::parse("[source]\npods_file = \"p.yaml\"\n", None, &overrides).unwrap();
+        let SourceConfig::Kubernetes(k) = &c.source else {
+            panic!("{:?}", c.source)
+        };
+        assert_eq!(k.kubeconfig.as_deref(), Some(Path::new("/k/config")));
     }
 }

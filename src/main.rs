@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use roster::config::{self, Config, Overrides, SourceConfig};
+use roster::config::{self, Config, Overrides};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
@@ -39,8 +39,11 @@ struct Settings {
     #[arg(long = "zone", value_name = "NAME")]
     zones: Vec<String>,
     /// Serve the pods in this file (selects the file source).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "kubeconfig")]
     pods_file: Option<PathBuf>,
+    /// Watch pods through the Kubernetes API with this kubeconfig (selects the Kubernetes source).
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
 }
 
 impl Settings {
@@ -49,6 +52,7 @@ impl Settings {
             listen: self.listen.clone(),
             zones: self.zones.clone(),
             pods_file: self.pods_file.clone(),
+            kubeconfig: self.kubeconfig.clone(),
         };
         Config::load(&self.config, &overrides)
     }
@@ -87,15 +91,20 @@ fn check_config(settings: &Settings) -> ExitCode {
             return ExitCode::from(USAGE);
         }
     };
-    let SourceConfig::File { path } = &config.source;
-    match roster::source::file::load(path) {
-        Ok(loaded) => {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let checked = match runtime {
+        Ok(rt) => rt.block_on(roster::app::check(&config)),
+        Err(e) => {
+            eprintln!("roster: cannot start the runtime: {e}");
+            return ExitCode::from(FAILURE);
+        }
+    };
+    match checked {
+        Ok(summary) => {
             print!("{}", config.to_toml());
-            eprintln!(
-                "roster: configuration OK; {} pods in {}",
-                loaded.pods.len(),
-                path.display()
-            );
+            eprintln!("roster: configuration OK; {summary}");
             ExitCode::SUCCESS
         }
         Err(e) => {

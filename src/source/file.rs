@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{PodEvent, PodView, Scope};
+use super::{Health, PodEvent, PodView, Scope};
 
 const POLL: Duration = Duration::from_millis(100);
 
@@ -266,16 +266,17 @@ pub async fn watch(
     path: PathBuf,
     loaded: Loaded,
     events: mpsc::Sender<PodEvent>,
+    health: std::sync::Arc<Health>,
     shutdown: CancellationToken,
 ) {
     let mut applied = (loaded.stamp, loaded.fingerprint);
+    health.synced();
     if send_list(&events, loaded.pods).await.is_err() {
         return;
     }
     // The stamp seen at the previous poll: a version is read once two polls agree on it.
     let mut seen = applied.0;
     let mut failing = false;
-    let mut failures: u64 = 0;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -302,6 +303,7 @@ pub async fn watch(
                     info!(path = %path.display(), "pods file is valid again");
                     failing = false;
                 }
+                health.synced();
                 let unchanged = loaded.fingerprint == applied.1;
                 applied = (loaded.stamp, loaded.fingerprint);
                 if unchanged {
@@ -316,10 +318,9 @@ pub async fn watch(
                 // Remember the bad version so it is reported once, not at every poll.
                 applied.0 = now;
                 failing = true;
-                failures += 1;
                 warn!(
                     error = %e,
-                    failures_total = failures,
+                    failures_total = health.error(),
                     "pods file reload failed; still serving the last good version"
                 );
             }

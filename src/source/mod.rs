@@ -6,8 +6,11 @@
 //! applies it as a whole, so a source never has to compute differences itself.
 
 pub mod file;
+pub mod kubernetes;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::Pod;
 
@@ -241,4 +244,42 @@ pub enum PodEvent {
     Apply(PodView),
     /// A pod is gone.
     Delete(PodKey),
+}
+
+/// How a source is doing: shared with the logs (and, through them, the operator).
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Milliseconds since the Unix epoch of the last successful sync (a complete list, a watch
+    /// event, or a good version of the pods file); 0 before the first.
+    last_sync_ms: AtomicU64,
+    errors_total: AtomicU64,
+}
+
+impl Health {
+    pub fn synced(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.last_sync_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// Counts one failed attempt and returns the total so far.
+    pub fn error(&self) -> u64 {
+        self.errors_total.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub fn errors_total(&self) -> u64 {
+        self.errors_total.load(Ordering::Relaxed)
+    }
+
+    pub fn last_sync(&self) -> Option<SystemTime> {
+        match self.last_sync_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(UNIX_EPOCH + Duration::from_millis(ms)),
+        }
+    }
+
+    pub fn since_last_sync(&self) -> Option<Duration> {
+        self.last_sync().map(|t| t.elapsed().unwrap_or_default())
+    }
 }

@@ -189,10 +189,16 @@ impl Roster {
 
     /// Sends SIGTERM and waits (at most `timeout`) for the exit.
     pub fn terminate(&mut self, timeout: Duration) -> Option<(ExitStatus, Duration)> {
+        self.signal("-TERM", timeout)
+    }
+
+    /// Sends one signal (`-TERM`, `-INT`) and waits (at most `timeout`) for the exit; kills the
+    /// process and returns `None` if it is still running then.
+    pub fn signal(&mut self, signal: &str, timeout: Duration) -> Option<(ExitStatus, Duration)> {
         let mut child = self.child.take()?;
         let started = Instant::now();
         let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args([signal, &child.id().to_string()])
             .status();
         while started.elapsed() < timeout {
             if let Some(status) = child.try_wait().unwrap() {
@@ -229,6 +235,16 @@ impl Drop for Roster {
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A child process that is killed (by its PID) if the test ends early.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -1,0 +1,439 @@
+//! The `kubernetes` source: pods listed and watched through the API server with kube-rs.
+//!
+//! One kube watcher per scope (the cluster, or each configured namespace), each an explicit
+//! list-then-watch state machine that relists on 410 Gone and re-watches after a dropped
+//! connection. Pods are stripped to a [`PodView`] the moment they arrive. Errors never stop the
+//! source: kube's backoff retries them, the zone keeps its last good state, and the log says
+//! what is wrong at a falling rate (not one line per retry) and when it is over.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{Health, PodEvent, PodKey, PodView, Scope};
+
+/// Pods that will never run again hold no names; the API server leaves them out.
+const FIELD_SELECTOR: &str = "status.phase!=Succeeded,status.phase!=Failed";
+
+/// After this many 410 Gone answers in a row to a watch request, the watcher is rebuilt (a fresh
+/// list). kube-rs retries such a watch with the same expired resource version forever.
+const GONE_LIMIT: u32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: String,
+        source: kube::config::KubeconfigError,
+    },
+    #[error(
+        "no Kubernetes credentials: no kubeconfig (KUBECONFIG or ~/.kube/config) and no in-cluster service account: {0}"
+    )]
+    Infer(#[from] kube::config::InferConfigError),
+    #[error("cannot build the Kubernetes client: {0}")]
+    Client(#[from] kube::Error),
+}
+
+/// Settings of the source, validated by the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KubeSettings {
+    /// `None`: find credentials as kubectl does, then the in-cluster service account.
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// Empty: every namespace.
+    pub namespaces: Vec<String>,
+    pub label_selector: Option<String>,
+    /// Silence from the API server after which a request is dropped and retried.
+    pub api_timeout: Duration,
+}
+
+impl KubeSettings {
+    pub fn scopes(&self) -> Vec<Scope> {
+        if self.namespaces.is_empty() {
+            vec![Scope::Cluster]
+        } else {
+            self.namespaces
+                .iter()
+                .map(|n| Scope::Namespace(n.clone()))
+                .collect()
+        }
+    }
+
+    /// Watches end and are renewed before the read timeout can cut an idle one.
+    fn watch_timeout(&self) -> u32 {
+        (self.api_timeout.as_secs() * 2 / 3).max(1) as u32
+    }
+}
+
+/// Builds the client: the kubeconfig given, or kubectl's search order, then in-cluster.
+pub async fn client(settings: &KubeSettings) -> Result<Client, KubeError> {
+    let mut config = match &settings.kubeconfig {
+        Some(path) => {
+            let err = |source| KubeError::Kubeconfig {
+                path: path.display().to_string(),
+                source,
+            };
+            let kubeconfig = Kubeconfig::read_from(path).map_err(err)?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .map_err(err)?
+        }
+        None => kube::Config::infer().await?,
+    };
+    // Without a read timeout, a list that the API server accepts and never answers would hang
+    // for ever; the timeout counts from each request, not from a pooled connection's idle time.
+    config.read_timeout = Some(settings.api_timeout);
+    config.reset_reader_on_write = true;
+    info!(server = %config.cluster_url, "Kubernetes API server");
+    Ok(Client::try_from(config)?)
+}
+
+/// Watches every scope until `shutdown`, sending events to the membership layer.
+pub async fn watch(
+    client: Client,
+    settings: KubeSettings,
+    events: mpsc::Sender<PodEvent>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) {
+    let tasks: Vec<_> = settings
+        .scopes()
+        .into_iter()
+        .map(|scope| {
+            tokio::spawn(watch_scope(
+                client.clone(),
+                scope,
+                settings.clone(),
+                events.clone(),
+                health.clone(),
+                shutdown.clone(),
+            ))
+        })
+        .collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+async fn watch_scope(
+    client: Client,
+    scope: Scope,
+    settings: KubeSettings,
+    events: mpsc::Sender<PodEvent>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) {
+    let mut errors = ErrorLog::new(scope.clone());
+    loop {
+        let api: Api<Pod> = match &scope {
+            Scope::Cluster => Api::all(client.clone()),
+            Scope::Namespace(ns) => Api::namespaced(client.clone(), ns),
+        };
+        let mut config = watcher::Config::default()
+            .fields(FIELD_SELECTOR)
+            .timeout(settings.watch_timeout());
+        if let Some(labels) = &settings.label_selector {
+            config = config.labels(labels);
+        }
+        let stream = watcher::watcher(api, config).default_backoff();
+        tokio::pin!(stream);
+        let mut gone = 0;
+        loop {
+            let item = tokio::select! {
+                () = shutdown.cancelled() => return,
+                item = stream.next() => item,
+            };
+            let Some(item) = item else { break };
+            let event = match item {
+                Ok(event) => {
+                    errors.recovered();
+                    gone = 0;
+                    event
+                }
+                Err(e) => {
+                    gone = if is_gone_at_watch_start(&e) {
+                        gone + 1
+                    } else {
+                        0
+                    };
+                    errors.record(&e, &health);
+                    if gone >= GONE_LIMIT {
+                        warn!(scope = %scope, "watch start refused with 410 Gone {gone} times; listing again");
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let sent = match event {
+                Event::Init => events.send(PodEvent::Init(scope.clone())).await,
+                Event::InitApply(pod) => {
+                    events
+                        .send(PodEvent::InitApply(scope.clone(), PodView::from_pod(&pod)))
+                        .await
+                }
+                Event::InitDone => {
+                    health.synced();
+                    info!(scope = %scope, "pod list complete");
+                    events.send(PodEvent::InitDone(scope.clone())).await
+                }
+                Event::Apply(pod) => {
+                    health.synced();
+                    events.send(PodEvent::Apply(PodView::from_pod(&pod))).await
+                }
+                Event::Delete(pod) => {
+                    health.synced();
+                    let view = PodView::from_pod(&pod);
+                    events
+                        .send(PodEvent::Delete(PodKey::new(&view.namespace, &view.name)))
+                        .await
+                }
+            };
+            if sent.is_err() {
+                return; // membership is gone: shutting down
+            }
+        }
+    }
+}
+
+fn api_status(e: &watcher::Error) -> Option<&kube::core::Status> {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => Some(s),
+        watcher::Error::WatchError(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn is_gone_at_watch_start(e: &watcher::Error) -> bool {
+    matches!(e, watcher::Error::WatchStartFailed(kube::Error::Api(s)) if s.code == 410)
+}
+
+/// What an operator should read about an error at 3 a.m.
+fn describe(e: &watcher::Error, scope: &Scope) -> String {
+    let Some(status) = api_status(e) else {
+        return e.to_string();
+    };
+    let said = if status.message.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", status.message)
+    };
+    match status.code {
+        401 => format!(
+            "the API server rejected roster's credentials (401 Unauthorized); check the kubeconfig or the service account token{said}"
+        ),
+        403 => {
+            let where_ = match scope {
+                Scope::Cluster => "cluster-wide (a ClusterRole and ClusterRoleBinding)".to_string(),
+                Scope::Namespace(ns) => format!("in namespace {ns} (a Role and RoleBinding)"),
+            };
+            format!(
+                "permission denied (403 Forbidden): roster needs get, list and watch on pods {where_}; see deploy/rbac.yaml{said}"
+            )
+        }
+        410 => format!("resource version expired (410 Gone); listing again{said}"),
+        code => format!("the API server answered {code} {}{said}", status.reason),
+    }
+}
+
+/// Logs a run of errors at a falling rate: the 1st, 2nd, 4th, 8th… error, and at least once a
+/// minute, each line carrying the count and the time since the last successful sync.
+struct ErrorLog {
+    scope: Scope,
+    consecutive: u64,
+    since: Option<Instant>,
+    last_line: Option<Instant>,
+}
+
+impl ErrorLog {
+    fn new(scope: Scope) -> Self {
+        Self {
+            scope,
+            consecutive: 0,
+            since: None,
+            last_line: None,
+        }
+    }
+
+    fn record(&mut self, e: &watcher::Error, health: &Health) {
+        self.consecutive += 1;
+        health.error();
+        let since = *self.since.get_or_insert_with(Instant::now);
+        let due = self.consecutive.is_power_of_two()
+            || self
+                .last_line
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        if !due {
+            return;
+        }
+        self.last_line = Some(Instant::now());
+        let last_sync = health
+            .since_last_sync()
+            .map_or("never".to_string(), |d| format!("{}s ago", d.as_secs()));
+        warn!(
+            scope = %self.scope,
+            consecutive_errors = self.consecutive,
+            failing_for_s = since.elapsed().as_secs(),
+            last_sync = %last_sync,
+            "Kubernetes API: {}; still serving the last good state",
+            describe(e, &self.scope)
+        );
+    }
+
+    fn recovered(&mut self) {
+        if self.consecutive > 0 {
+            info!(
+                scope = %self.scope,
+                errors = self.consecutive,
+                failing_for_s = self.since.map_or(0, |s| s.elapsed().as_secs()),
+                "Kubernetes API reachable again"
+            );
+        }
+        self.consecutive = 0;
+        self.since = None;
+        self.last_line = None;
+    }
+}
+
+/// Checks a label selector's syntax (the API server's grammar) at start-up, so a typo is a
+/// configuration error rather than a 400 at every retry.
+pub fn check_label_selector(selector: &str) -> Result<(), String> {
+    let mut depth = 0;
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for (i, c) in selector.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth == 0 => return Err("unbalanced ')'".into()),
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&selector[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err("unbalanced '('".into());
+    }
+    parts.push(&selector[start..]);
+    for part in parts {
+        let part = part.trim();
+        if part.is_empty() {
+            return Err("empty requirement".into());
+        }
+        check_requirement(part).map_err(|e| format!("{part:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn check_requirement(req: &str) -> Result<(), String> {
+    if let Some(key) = req.strip_prefix('!') {
+        return check_key(key.trim());
+    }
+    for op in ["!=", "==", "="] {
+        if let Some((key, value)) = req.split_once(op) {
+            check_key(key.trim())?;
+            return check_value(value.trim());
+        }
+    }
+    for op in [" notin ", " in "] {
+        if let Some((key, values)) = req.split_once(op) {
+            check_key(key.trim())?;
+            let values = values.trim();
+            let inner = values
+                .strip_prefix('(')
+                .and_then(|v| v.strip_suffix(')'))
+                .ok_or("values of in/notin go in parentheses")?;
+            return inner.split(',').try_for_each(|v| check_value(v.trim()));
+        }
+    }
+    check_key(req)
+}
+
+fn check_key(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix
+        && (p.is_empty() || p.len() > 253 || !p.split('.').all(crate::identity::is_dns_label))
+    {
+        return Err(format!("key prefix {p:?} is not a DNS subdomain"));
+    }
+    if name.is_empty() {
+        return Err("empty key".into());
+    }
+    check_value(name).map_err(|_| format!("key {name:?} is not a label name"))
+}
+
+fn check_value(value: &str) -> Result<(), String> {
+    let b = value.as_bytes();
+    let edge = |c: u8| c.is_ascii_alphanumeric();
+    let ok = value.is_empty()
+        || (b.len() <= 63
+            && edge(b[0])
+            && edge(b[b.len() - 1])
+            && b.iter()
+                .all(|&c| edge(c) || matches!(c, b'-' | b'_' | b'.')));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{value:?} is not a label value"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_selectors() {
+        for ok in [
+            "app=db",
+            "app==db,tier!=web",
+            "roster.io/enabled",
+            "!legacy",
+            "env in (prod, staging)",
+            "env notin (dev),app",
+            "example.com/team=a-b_c.d",
+            "x=",
+        ] {
+            assert_eq!(check_label_selector(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "a=b,",
+            "=b",
+            "a=b c",
+            "env in prod",
+            "env in (prod",
+            "-a=b",
+            "a/b/c=d",
+            "a=-x",
+        ] {
+            assert!(check_label_selector(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn watches_renew_before_the_read_timeout() {
+        let s = KubeSettings {
+            kubeconfig: None,
+            namespaces: vec![],
+            label_selector: None,
+            api_timeout: Duration::from_secs(90),
+        };
+        assert_eq!(s.watch_timeout(), 60);
+        assert_eq!(s.scopes(), [Scope::Cluster]);
+    }
+}
