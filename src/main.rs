@@ -63,12 +63,7 @@ const FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // hickory logs two info lines per query; keep its warnings only.
-        tracing_subscriber::EnvFilter::new(
-            "info,hickory_server=warn,hickory_proto=warn,hickory_net=warn",
-        )
-    });
+    let filter = tracing_subscriber::EnvFilter::new(log_filter(std::env::var("RUST_LOG").ok()));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         // A closed stderr (a log collector gone) must not turn every log line into a panic.
@@ -81,6 +76,22 @@ fn main() -> ExitCode {
         Command::CheckConfig(settings) => check_config(&settings),
         Command::Serve(settings) => serve(&settings),
     }
+}
+
+/// `RUST_LOG` (default `info`), with two dependencies kept quiet unless it names them: hickory
+/// logs two info lines per query, and kube logs every failed request, where roster reports a
+/// run of failures at a falling rate itself.
+fn log_filter(rust_log: Option<String>) -> String {
+    let mut filter = rust_log
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "info".into());
+    if !filter.contains("hickory") {
+        filter.push_str(",hickory_server=warn,hickory_proto=warn,hickory_net=warn");
+    }
+    if !filter.contains("kube") {
+        filter.push_str(",kube_client=off,kube_runtime=off");
+    }
+    filter
 }
 
 fn check_config(settings: &Settings) -> ExitCode {

@@ -92,6 +92,9 @@ pub async fn client(settings: &KubeSettings) -> Result<Client, KubeError> {
     // for ever; the timeout counts from each request, not from a pooled connection's idle time.
     config.read_timeout = Some(settings.api_timeout);
     config.reset_reader_on_write = true;
+    // kube's client would retry 429/503/504 silently for minutes; the watcher's own backoff
+    // retries them too, and roster's log then shows the outage.
+    config.default_retry = false;
     info!(server = %config.cluster_url, "Kubernetes API server");
     Ok(Client::try_from(config)?)
 }

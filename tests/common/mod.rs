@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_api;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -104,6 +106,24 @@ impl Roster {
         Self::spawn(dir, &all)
     }
 
+    /// Like [`Roster::start_with`] with no pods file, returning as soon as roster listens
+    /// (before its source has delivered a first list).
+    pub fn start_unready(config: &str) -> Roster {
+        let dir = temp_dir();
+        std::fs::write(dir.join("roster.toml"), config).unwrap();
+        Self::spawn_with(
+            dir,
+            &[
+                "serve",
+                "--config",
+                "roster.toml",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            false,
+        )
+    }
+
     pub fn start(pods: &str) -> Roster {
         Self::start_with(
             "[dns]\nreverse_zones = [\"10.in-addr.arpa\", \"d.f.ip6.arpa\"]\n",
@@ -113,6 +133,10 @@ impl Roster {
     }
 
     fn spawn(dir: PathBuf, args: &[&str]) -> Roster {
+        Self::spawn_with(dir, args, true)
+    }
+
+    fn spawn_with(dir: PathBuf, args: &[&str], ready: bool) -> Roster {
         let mut child = Command::new(bin())
             .args(args)
             .current_dir(&dir)
@@ -147,9 +171,11 @@ impl Roster {
             .wait_log("listening for DNS", Duration::from_secs(10))
             .unwrap_or_else(|| panic!("roster did not start:\n{}", roster.log()));
         roster.addr = line.rsplit("addr=").next().unwrap().trim().parse().unwrap();
-        roster
-            .wait_log("serving", Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("roster did not load its pods:\n{}", roster.log()));
+        if ready {
+            roster
+                .wait_log("serving", Duration::from_secs(10))
+                .unwrap_or_else(|| panic!("roster did not load its pods:\n{}", roster.log()));
+        }
         roster
     }
 

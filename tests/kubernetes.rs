@@ -1,0 +1,683 @@
+//! The Kubernetes source (SPEC §3, §4): the real binary, the real kube client, and a fake API
+//! server over HTTP that lists and watches faithfully and fails on demand.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::fake_api::{FakeApi, pod};
+use common::*;
+use hickory_server::proto::op::ResponseCode;
+use hickory_server::proto::rr::RecordType;
+
+const WITHIN: Duration = Duration::from_secs(3);
+
+/// roster on the fake API server, with `config` added under [source].
+fn roster(api: &FakeApi, source: &str) -> Roster {
+    let dir = temp_dir();
+    let kubeconfig = api.kubeconfig(&dir);
+    let config = format!(
+        "[source]\ntype = \"kubernetes\"\nkubeconfig = \"{}\"\napi_timeout = 6\n{source}",
+        kubeconfig.display()
+    );
+    Roster::start_with(&config, "", &[])
+}
+
+fn a(r: &Roster, qname: &str) -> (ResponseCode, Vec<String>) {
+    let (m, _) = udp(r.addr, &query(qname, RecordType::A));
+    (m.metadata.response_code, a_records(&m))
+}
+
+fn ok(ips: &[&str]) -> (ResponseCode, Vec<String>) {
+    (
+        ResponseCode::NoError,
+        ips.iter().map(|s| s.to_string()).collect(),
+    )
+}
+
+fn nx() -> (ResponseCode, Vec<String>) {
+    (ResponseCode::NXDomain, vec![])
+}
+
+/// Waits until `qname` answers `want`.
+fn expect(r: &Roster, qname: &str, want: (ResponseCode, Vec<String>), what: &str) {
+    expect_within(r, qname, want, WITHIN, what);
+}
+
+/// After an error, kube's backoff (0.8 s doubling, with jitter) comes before the next request.
+const AFTER_BACKOFF: Duration = Duration::from_secs(20);
+
+fn expect_within(
+    r: &Roster,
+    qname: &str,
+    want: (ResponseCode, Vec<String>),
+    within: Duration,
+    what: &str,
+) {
+    let took = r.eventually(within, || a(r, qname) == want);
+    assert!(
+        took.is_some(),
+        "{what}: {qname} answers {:?}, want {want:?}\n{}",
+        a(r, qname),
+        r.log()
+    );
+}
+
+fn db(api: &FakeApi, n: u32, ip: &str) {
+    api.apply(pod("prod", &format!("db-{n}"), "db", ip, true));
+}
+
+#[test]
+fn watch_events_follow_pods() {
+    let api = FakeApi::start();
+    db(&api, 0, "10.0.0.1");
+    db(&api, 1, "10.0.0.2");
+    let r = roster(&api, "");
+    assert_eq!(
+        a(&r, "db.prod.roster.internal."),
+        ok(&["10.0.0.1", "10.0.0.2"])
+    );
+
+    // Scale up, then down.
+    db(&api, 2, "10.0.0.3");
+    expect(
+        &r,
+        "db-2.db.prod.roster.internal.",
+        ok(&["10.0.0.3"]),
+        "scale up",
+    );
+    api.delete("prod", "db-2");
+    api.delete("prod", "db-1");
+    expect(
+        &r,
+        "db.prod.roster.internal.",
+        ok(&["10.0.0.1"]),
+        "scale down",
+    );
+    assert_eq!(a(&r, "db-1.db.prod.roster.internal."), nx());
+
+    // Re-created under the same name with a new IP.
+    api.delete("prod", "db-0");
+    db(&api, 0, "10.0.9.1");
+    expect(
+        &r,
+        "db-0.db.prod.roster.internal.",
+        ok(&["10.0.9.1"]),
+        "re-created",
+    );
+
+    // Readiness flips.
+    api.apply(pod("prod", "db-0", "db", "10.0.9.1", false));
+    expect(
+        &r,
+        "db-0.db.prod.roster.internal.",
+        ok(&[]),
+        "not ready: NODATA",
+    );
+    api.apply(pod("prod", "db-0", "db", "10.0.9.1", true));
+    expect(
+        &r,
+        "db-0.db.prod.roster.internal.",
+        ok(&["10.0.9.1"]),
+        "ready again",
+    );
+
+    // Terminating, then gone.
+    let mut terminating = pod("prod", "db-0", "db", "10.0.9.1", true);
+    terminating["metadata"]["deletionTimestamp"] = serde_json::json!("2026-11-26T10:00:00Z");
+    api.apply(terminating);
+    expect(
+        &r,
+        "db-0.db.prod.roster.internal.",
+        ok(&[]),
+        "terminating: NODATA",
+    );
+    api.delete("prod", "db-0");
+    expect(&r, "db-0.db.prod.roster.internal.", nx(), "deleted");
+
+    // A finished pod leaves the watch (the field selector) and its name.
+    db(&api, 5, "10.0.0.6");
+    expect(
+        &r,
+        "db-5.db.prod.roster.internal.",
+        ok(&["10.0.0.6"]),
+        "new",
+    );
+    let mut done = pod("prod", "db-5", "db", "10.0.0.6", false);
+    done["status"]["phase"] = serde_json::json!("Succeeded");
+    api.apply(done);
+    expect(&r, "db-5.db.prod.roster.internal.", nx(), "succeeded");
+}
+
+#[test]
+fn servfail_until_the_first_list_then_ready() {
+    let api = FakeApi::start();
+    db(&api, 0, "10.0.0.1");
+    api.fail_lists(Some(500), None);
+    let dir = temp_dir();
+    let kubeconfig = api.kubeconfig(&dir);
+    let config = format!(
+        "[source]\ntype = \"kubernetes\"\nkubeconfig = \"{}\"\napi_timeout = 6\n",
+        kubeconfig.display()
+    );
+    let r = Roster::start_unready(&config);
+    std::thread::sleep(Duration::from_millis(500));
+    let (m, _) = udp(
+        r.addr,
+        &query("db-0.db.prod.roster.internal.", RecordType::A),
+    );
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::ServFail,
+        "no list yet"
+    );
+    let (m, _) = udp(r.addr, &query("example.com.", RecordType::A));
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    api.fail_lists(None, None);
+    // kube's backoff is at most a few seconds at this point.
+    let ready = r.eventually(Duration::from_secs(10), || {
+        a(&r, "db-0.db.prod.roster.internal.") == ok(&["10.0.0.1"])
+    });
+    assert!(ready.is_some(), "{}", r.log());
+    assert!(
+        r.log().contains("answered 500"),
+        "the failure is logged\n{}",
+        r.log()
+    );
+}
+
+#[test]
+fn a_conflict_keeps_the_incumbent() {
+    let api = FakeApi::start();
+    db(&api, 0, "10.0.0.1");
+    let r = roster(&api, "");
+    let mut claimant = pod("prod", "impostor", "db", "10.0.6.6", true);
+    claimant["metadata"]["labels"]["roster.io/name"] = serde_json::json!("db");
+    claimant["metadata"]["labels"]["roster.io/ordinal"] = serde_json::json!("0");
+    claimant["metadata"]["creationTimestamp"] = serde_json::json!("2030-01-01T00:00:00Z");
+    api.apply(claimant);
+    assert!(
+        r.wait_log("member name claimed by more than one pod", WITHIN)
+            .is_some(),
+        "{}",
+        r.log()
+    );
+    assert_eq!(
+        a(&r, "db-0.db.prod.roster.internal."),
+        ok(&["10.0.0.1"]),
+        "older wins"
+    );
+    api.delete("prod", "db-0");
+    expect(
+        &r,
+        "db-0.db.prod.roster.internal.",
+        ok(&["10.0.6.6"]),
+        "the claimant takes over",
+    );
+}
+
+/// Queries `names` continuously on a thread until stopped; returns every answer that was not
+/// the expected one.
+struct Watchdog {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl Watchdog {
+    fn start(
+        addr: std::net::SocketAddr,
+        expected: Vec<(&'static str, (ResponseCode, Vec<String>))>,
+    ) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut asked, mut wrong) = (0, Vec::new());
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                for (name, want) in &expected {
+                    let (m, _) = udp(addr, &query(name, RecordType::A));
+                    let got = (m.metadata.response_code, a_records(&m));
+                    asked += 1;
+                    if got != *want {
+                        wrong.push(format!("{name}: {got:?}"));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (asked, wrong)
+        });
+        Watchdog { stop, thread }
+    }
+
+    /// How many queries were asked, and the first few wrong answers with their count.
+    fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (asked, mut wrong) = self.thread.join().unwrap();
+        let total = wrong.len();
+        wrong.truncate(5);
+        if total > 5 {
+            wrong.push(format!("... {total} wrong in all"));
+        }
+        (asked, wrong)
+    }
+}
+
+#[test]
+fn a_relist_after_410_never_flaps_and_drops_what_vanished() {
+    let api = FakeApi::start();
+    for n in 0..5 {
+        db(&api, n, &format!("10.0.0.{}", n + 1));
+    }
+    let r = roster(&api, "");
+    let steady = Watchdog::start(
+        r.addr,
+        vec![
+            ("db-0.db.prod.roster.internal.", ok(&["10.0.0.1"])),
+            ("db-3.db.prod.roster.internal.", ok(&["10.0.0.4"])),
+        ],
+    );
+    let lists_before = api
+        .requests()
+        .iter()
+        .filter(|q| !q.contains("watch="))
+        .count();
+    // The watch breaks; meanwhile db-9 comes and goes, and the history is compacted, so the
+    // resumed watch gets 410 Expired and roster lists again.
+    api.down();
+    db(&api, 9, "10.0.0.9");
+    api.compact();
+    api.up();
+    let relisted = r.eventually(Duration::from_secs(15), || {
+        api.requests()
+            .iter()
+            .filter(|q| !q.contains("watch="))
+            .count()
+            > lists_before
+    });
+    assert!(
+        relisted.is_some(),
+        "roster lists again after 410\n{}",
+        r.log()
+    );
+    expect_within(
+        &r,
+        "db-9.db.prod.roster.internal.",
+        ok(&["10.0.0.9"]),
+        AFTER_BACKOFF,
+        "seen through the relist",
+    );
+    api.down();
+    api.delete("prod", "db-9");
+    api.compact();
+    api.up();
+    expect_within(
+        &r,
+        "db-9.db.prod.roster.internal.",
+        nx(),
+        AFTER_BACKOFF,
+        "vanished during the disconnect",
+    );
+    let (asked, wrong) = steady.finish();
+    assert!(asked > 50, "{asked}");
+    assert!(
+        wrong.is_empty(),
+        "members present throughout never flap: {wrong:?}"
+    );
+}
+
+#[test]
+fn http_410_at_watch_start_is_not_retried_for_ever() {
+    let api = FakeApi::start();
+    db(&api, 0, "10.0.0.1");
+    let r = roster(&api, "");
+    // kube-rs answers an HTTP 410 on the watch request by retrying the same version; roster
+    // rebuilds the watcher after three, which lists again.
+    api.fail_watches(Some(410), Some(4));
+    api.drop_watches();
+    let lists = || {
+        api.requests()
+            .iter()
+            .filter(|q| !q.contains("watch="))
+            .count()
+    };
+    let before = lists();
+    let relisted = r.eventually(Duration::from_secs(30), || lists() > before);
+    assert!(
+        relisted.is_some(),
+        "a fresh list after repeated 410s\n{}",
+        r.log()
+    );
+    assert!(r.log().contains("410"), "{}", r.log());
+    db(&api, 1, "10.0.0.2");
+    let back = r.eventually(Duration::from_secs(15), || {
+        a(&r, "db-1.db.prod.roster.internal.") == ok(&["10.0.0.2"])
+    });
+    assert!(back.is_some(), "updates resume\n{}", r.log());
+}
+
+#[test]
+fn thirty_seconds_without_the_api_server() {
+    let api = FakeApi::start();
+    for n in 0..3 {
+        db(&api, n, &format!("10.0.0.{}", n + 1));
+    }
+    let r = roster(&api, "");
+    let during = Watchdog::start(
+        r.addr,
+        vec![
+            ("db-0.db.prod.roster.internal.", ok(&["10.0.0.1"])),
+            ("db-1.db.prod.roster.internal.", ok(&["10.0.0.2"])),
+            (
+                "db.prod.roster.internal.",
+                ok(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]),
+            ),
+        ],
+    );
+    api.down();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(5));
+    // Changes roster cannot see yet.
+    api.delete("prod", "db-1");
+    db(&api, 3, "10.0.0.4");
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(started.elapsed()));
+    let (asked, wrong) = during.finish();
+    assert!(asked > 1000, "{asked}");
+    assert!(
+        wrong.is_empty(),
+        "every answer unchanged during the outage: {wrong:?}"
+    );
+    let warnings = r.log().matches("Kubernetes API:").count();
+    assert!(
+        (1..=8).contains(&warnings),
+        "errors logged with backoff, not per retry: {warnings}\n{}",
+        r.log()
+    );
+    assert!(r.log().contains("last_sync="), "{}", r.log());
+
+    api.up();
+    let back = r.eventually(Duration::from_secs(40), || {
+        a(&r, "db-3.db.prod.roster.internal.") == ok(&["10.0.0.4"])
+            && a(&r, "db-1.db.prod.roster.internal.") == nx()
+    });
+    assert!(back.is_some(), "updates resume by themselves\n{}", r.log());
+    assert!(
+        r.log().contains("Kubernetes API reachable again"),
+        "{}",
+        r.log()
+    );
+    db(&api, 4, "10.0.0.5");
+    expect(
+        &r,
+        "db-4.db.prod.roster.internal.",
+        ok(&["10.0.0.5"]),
+        "and keep flowing",
+    );
+}
+
+#[test]
+fn only_the_configured_namespaces() {
+    let api = FakeApi::start();
+    db(&api, 0, "10.0.0.1");
+    api.apply(pod("staging", "db-0", "db", "10.1.0.1", true));
+    api.apply(pod("other", "db-0", "db", "10.2.0.1", true));
+    let r = roster(&api, "namespaces = [\"prod\", \"staging\"]\n");
+    assert_eq!(a(&r, "db-0.db.prod.roster.internal."), ok(&["10.0.0.1"]));
+    assert_eq!(a(&r, "db-0.db.staging.roster.internal."), ok(&["10.1.0.1"]));
+    assert_eq!(a(&r, "db-0.db.other.roster.internal."), nx());
+    api.apply(pod("other", "db-1", "db", "10.2.0.2", true));
+    api.apply(pod("staging", "db-1", "db", "10.1.0.2", true));
+    expect(
+        &r,
+        "db-1.db.staging.roster.internal.",
+        ok(&["10.1.0.2"]),
+        "watched",
+    );
+    assert_eq!(a(&r, "db-1.db.other.roster.internal."), nx());
+    let paths: Vec<String> = api.requests();
+    assert!(
+        paths
+            .iter()
+            .all(|p| p.contains("/namespaces/prod/") || p.contains("/namespaces/staging/")),
+        "{paths:?}"
+    );
+}
+
+#[test]
+fn only_pods_matching_the_label_selector() {
+    let api = FakeApi::start();
+    let tagged = |name: &str, ip: &str, tier: &str| {
+        let mut p = pod("prod", name, "db", ip, true);
+        p["metadata"]["labels"]["tier"] = serde_json::json!(tier);
+        p
+    };
+    api.apply(tagged("db-0", "10.0.0.1", "data"));
+    api.apply(tagged("db-1", "10.0.0.2", "web"));
+    let r = roster(&api, "label_selector = \"tier in (data, cache)\"\n");
+    assert_eq!(a(&r, "db.prod.roster.internal."), ok(&["10.0.0.1"]));
+    // A pod that leaves the selection leaves the zone.
+    api.apply(tagged("db-0", "10.0.0.1", "web"));
+    expect(
+        &r,
+        "db-0.db.prod.roster.internal.",
+        nx(),
+        "left the selection",
+    );
+    api.apply(tagged("db-1", "10.0.0.2", "cache"));
+    expect(
+        &r,
+        "db-1.db.prod.roster.internal.",
+        ok(&["10.0.0.2"]),
+        "entered the selection",
+    );
+    assert!(
+        api.requests().iter().all(|q| q.contains("labelSelector=")),
+        "{:?}",
+        api.requests()
+    );
+}
+
+#[test]
+fn a_list_of_2000_pods_is_read_in_pages() {
+    let api = FakeApi::start();
+    for s in 0..400 {
+        for m in 0..5 {
+            api.apply(pod(
+                "big",
+                &format!("s{s}-{m}"),
+                &format!("s{s}"),
+                &format!("10.{}.{}.{}", 1 + s / 250, s % 250, m + 1),
+                true,
+            ));
+        }
+    }
+    let r = roster(&api, "");
+    let pages = api
+        .requests()
+        .iter()
+        .filter(|q| !q.contains("watch=") && q.contains("limit=500"))
+        .count();
+    assert_eq!(pages, 4, "{:?}", api.requests());
+    assert!(api.requests().iter().any(|q| q.contains("continue=")));
+    assert_eq!(
+        a(&r, "s399-4.s399.big.roster.internal."),
+        ok(&["10.2.149.5"])
+    );
+    assert_eq!(a(&r, "s0.big.roster.internal.").1.len(), 5);
+    let (m, _) = tcp(r.addr, &query("s123.big.roster.internal.", RecordType::SRV));
+    assert_eq!(m.answers.len(), 5);
+}
+
+#[test]
+fn wrong_credentials_or_permissions_say_what_is_missing() {
+    for (code, needle) in [
+        (403, "roster needs get, list and watch on pods cluster-wide"),
+        (401, "rejected roster's credentials"),
+    ] {
+        let api = FakeApi::start();
+        db(&api, 0, "10.0.0.1");
+        let r = roster(&api, "");
+        api.fail_all(Some(code));
+        api.drop_watches();
+        let line = r.wait_log(needle, Duration::from_secs(10));
+        assert!(line.is_some(), "{code}: {needle:?}\n{}", r.log());
+        assert_eq!(
+            a(&r, "db-0.db.prod.roster.internal."),
+            ok(&["10.0.0.1"]),
+            "{code}: still serving"
+        );
+        api.fail_all(None);
+        db(&api, 1, "10.0.0.2");
+        let back = r.eventually(Duration::from_secs(20), || {
+            a(&r, "db-1.db.prod.roster.internal.") == ok(&["10.0.0.2"])
+        });
+        assert!(back.is_some(), "{code}: recovers\n{}", r.log());
+    }
+}
+
+#[test]
+fn server_errors_garbage_and_stalls_are_survived() {
+    let api = FakeApi::start();
+    db(&api, 0, "10.0.0.1");
+    let r = roster(&api, "");
+    // A line that is not JSON: the stream goes on.
+    api.send_garbage();
+    db(&api, 1, "10.0.0.2");
+    expect(
+        &r,
+        "db-1.db.prod.roster.internal.",
+        ok(&["10.0.0.2"]),
+        "after garbage",
+    );
+    // 500s for a while.
+    api.fail_all(Some(500));
+    api.drop_watches();
+    std::thread::sleep(Duration::from_secs(2));
+    api.fail_all(None);
+    db(&api, 2, "10.0.0.3");
+    let back = r.eventually(Duration::from_secs(20), || {
+        a(&r, "db-2.db.prod.roster.internal.") == ok(&["10.0.0.3"])
+    });
+    assert!(back.is_some(), "after 500s\n{}", r.log());
+    // A stalled server: requests accepted and never answered. The read timeout (api_timeout)
+    // ends them.
+    api.stall(true);
+    api.drop_watches();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        a(&r, "db-2.db.prod.roster.internal."),
+        ok(&["10.0.0.3"]),
+        "serving while stalled"
+    );
+    api.stall(false);
+    db(&api, 3, "10.0.0.4");
+    let back = r.eventually(Duration::from_secs(30), || {
+        a(&r, "db-3.db.prod.roster.internal.") == ok(&["10.0.0.4"])
+    });
+    assert!(back.is_some(), "after a stall\n{}", r.log());
+}
+
+#[test]
+fn the_file_and_kubernetes_sources_agree_on_the_fixtures() {
+    let fixtures = format!("{}/tests/fixtures/pods", env!("CARGO_MANIFEST_DIR"));
+    let mut objects: Vec<serde_json::Value> = Vec::new();
+    for entry in std::fs::read_dir(&fixtures).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            match v["items"].as_array() {
+                Some(items) => objects.extend(items.iter().cloned()),
+                None => objects.push(v),
+            }
+        }
+    }
+    // Both sources get the same objects: the file as YAML documents, the API as pods.
+    let file: String = objects.iter().map(|o| format!("---\n{o}\n")).collect();
+    let from_file = Roster::start(&file);
+    let api = FakeApi::start();
+    for o in &objects {
+        api.apply(o.clone());
+    }
+    let dir = temp_dir();
+    let kubeconfig = api.kubeconfig(&dir);
+    let config = format!(
+        "[dns]\nreverse_zones = [\"10.in-addr.arpa\", \"d.f.ip6.arpa\"]\n[source]\ntype = \"kubernetes\"\nkubeconfig = \"{}\"\n",
+        kubeconfig.display()
+    );
+    let from_api = Roster::start_with(&config, "", &[]);
+    let mon = "openshift-monitoring.roster.internal.";
+    let mut names: Vec<String> = vec![ZONE.into(), "openshift-monitoring.roster.internal.".into()];
+    for svc in ["prometheus-operated", "alertmanager-operated"] {
+        names.push(format!("{svc}.{mon}"));
+        names.push(format!("_tcp.{svc}.{mon}"));
+        names.push(format!("_udp.{svc}.{mon}"));
+        for port in [
+            "web",
+            "grpc",
+            "http",
+            "tenancy",
+            "thanos-proxy",
+            "mesh-tcp",
+            "mesh-udp",
+        ] {
+            names.push(format!("_{port}._tcp.{svc}.{mon}"));
+            names.push(format!("_{port}._udp.{svc}.{mon}"));
+        }
+    }
+    for member in [
+        "prometheus-k8s-0.prometheus-operated",
+        "prometheus-k8s-1.prometheus-operated",
+        "alertmanager-main-0.alertmanager-operated",
+    ] {
+        names.push(format!("{member}.{mon}"));
+    }
+    names.extend([
+        "workbench-0.workbench.project.roster.internal.".into(),
+        "project.roster.internal.".into(),
+    ]);
+    names.extend([
+        "142.0.129.10.in-addr.arpa.".into(),
+        "10.2.128.10.in-addr.arpa.".into(),
+    ]);
+    let mut compared = 0;
+    for name in &names {
+        for qtype in [
+            RecordType::A,
+            RecordType::AAAA,
+            RecordType::SRV,
+            RecordType::PTR,
+            RecordType::SOA,
+            RecordType::NS,
+        ] {
+            let q = query(name, qtype);
+            let (f, _) = tcp(from_file.addr, &q);
+            let (k, _) = tcp(from_api.addr, &q);
+            let show = |m: &hickory_server::proto::op::Message| {
+                let mut records: Vec<String> = m
+                    .answers
+                    .iter()
+                    .chain(&m.additionals)
+                    .filter(|r| r.record_type() != RecordType::SOA)
+                    .map(|r| format!("{} {} {}", r.name, r.ttl, r.data))
+                    .collect();
+                records.sort();
+                (
+                    m.metadata.response_code,
+                    m.metadata.authoritative,
+                    records,
+                    m.authorities.len(),
+                )
+            };
+            assert_eq!(show(&f), show(&k), "{name} {qtype}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 200);
+    // And the sources hold names at all: the comparison is not of two empty zones.
+    assert_eq!(
+        a(
+            &from_api,
+            &format!("prometheus-k8s-1.prometheus-operated.{mon}")
+        ),
+        ok(&["10.129.0.148"])
+    );
+}
