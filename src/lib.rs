@@ -7,7 +7,8 @@
 //! source ──PodEvent<PodView>──▶ identity ──Claim──▶ membership ──Arc<Snapshot>──▶ zone::answer ──Answer──▶ dns
 //! ```
 //!
-//! - [`source`]: where pods come from (a watched file); the only code that reads `Pod` fields.
+//! - [`source`]: where pods come from (a watched file, or the Kubernetes API); the only code
+//!   that reads `Pod` fields.
 //! - [`identity`]: pure; decides whether a pod is a member, its name, and whether it is published.
 //! - [`membership`]: the live set; buffers lists, resolves conflicts, sole writer of snapshots.
 //! - [`zone`]: the immutable snapshot, query-name parsing, and answering as a pure function.

@@ -681,3 +681,101 @@ fn the_file_and_kubernetes_sources_agree_on_the_fixtures() {
         ok(&["10.129.0.148"])
     );
 }
+
+#[test]
+fn credentials_are_checked_at_start_up() {
+    let dir = temp_dir();
+    std::fs::write(dir.join("roster.toml"), "[source]\ntype = \"kubernetes\"\n").unwrap();
+    // A kubeconfig that is not there: a usage error naming the file.
+    let (code, _, err) = run(
+        &dir,
+        &[
+            "serve",
+            "--config",
+            "roster.toml",
+            "--kubeconfig",
+            "missing-kubeconfig",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("missing-kubeconfig"), "{err}");
+    // No kubeconfig anywhere and not in a cluster.
+    let out = std::process::Command::new(bin())
+        .args([
+            "serve",
+            "--config",
+            "roster.toml",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(&dir)
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", &dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no Kubernetes credentials"), "{err}");
+    // The two sources cannot both be chosen.
+    let (code, _, err) = run(
+        &dir,
+        &["serve", "--pods-file", "p.yaml", "--kubeconfig", "k"],
+    );
+    assert_eq!(code, 2, "{err}");
+    // check-config reads the kubeconfig without contacting the server.
+    let api = FakeApi::start();
+    let kubeconfig = api.kubeconfig(&dir);
+    let (code, out, err) = run(
+        &dir,
+        &[
+            "check-config",
+            "--config",
+            "roster.toml",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("type = \"kubernetes\""), "{out}");
+    assert!(api.requests().is_empty(), "{:?}", api.requests());
+}
+
+#[test]
+fn kubeconfig_from_the_environment() {
+    let api = FakeApi::start();
+    db(&api, 0, "10.0.0.1");
+    let dir = temp_dir();
+    let kubeconfig = api.kubeconfig(&dir);
+    std::fs::write(dir.join("roster.toml"), "[source]\ntype = \"kubernetes\"\n").unwrap();
+    let child = std::process::Command::new(bin())
+        .args([
+            "serve",
+            "--config",
+            "roster.toml",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(&dir)
+        .env("KUBECONFIG", &kubeconfig)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    use std::io::BufRead;
+    let addr: std::net::SocketAddr = std::io::BufReader::new(child.0.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.split("addr=").nth(1).map(|a| a.trim().parse().unwrap()))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (m, _) = udp(addr, &query("db-0.db.prod.roster.internal.", RecordType::A));
+        if a_records(&m) == ["10.0.0.1"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "KUBECONFIG was not used");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
