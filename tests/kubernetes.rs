@@ -557,6 +557,17 @@ fn server_errors_garbage_and_stalls_are_survived() {
         a(&r, "db-2.db.prod.roster.internal.") == ok(&["10.0.0.3"])
     });
     assert!(back.is_some(), "after 500s\n{}", r.log());
+    // 503s (an overloaded server): reported, not retried silently inside the client.
+    api.fail_all(Some(503));
+    api.drop_watches();
+    let reported = r.wait_log("answered 503", Duration::from_secs(10));
+    assert!(reported.is_some(), "503 is logged\n{}", r.log());
+    api.fail_all(None);
+    db(&api, 6, "10.0.0.7");
+    let back = r.eventually(Duration::from_secs(20), || {
+        a(&r, "db-6.db.prod.roster.internal.") == ok(&["10.0.0.7"])
+    });
+    assert!(back.is_some(), "after 503s\n{}", r.log());
     // A stalled server: requests accepted and never answered. The read timeout (api_timeout)
     // ends them.
     api.stall(true);
