@@ -56,6 +56,8 @@ pub struct Config {
     pub tcp_idle_timeout: Duration,
     pub identity: IdentityConfig,
     pub source: SourceConfig,
+    /// HTTP health, readiness, metrics and members; `None`: not served.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// Command-line settings that replace the file's (SPEC §5).
@@ -65,6 +67,7 @@ pub struct Overrides {
     pub zones: Vec<String>,
     pub pods_file: Option<PathBuf>,
     pub kubeconfig: Option<PathBuf>,
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// One thing wrong with a configuration.
@@ -150,11 +153,30 @@ impl Config {
         let root = root.into_inner();
         let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
 
-        w.known(&root, "", &["dns", "members", "source"]);
+        w.known(&root, "", &["dns", "members", "source", "admin"]);
         let empty = DeTable::new();
         let dns = w.table(&root, "", "dns").unwrap_or(&empty);
         let members = w.table(&root, "", "members").unwrap_or(&empty);
         let source = w.table(&root, "", "source").unwrap_or(&empty);
+        let admin = w.table(&root, "", "admin").unwrap_or(&empty);
+        w.known(admin, "admin.", &["listen"]);
+        let admin_listen = match (overrides.admin_listen, w.string(admin, "admin.", "listen")) {
+            (Some(addr), _) => Some(addr),
+            (None, Some(("", _))) => None,
+            (None, Some((text, line))) => match text.parse() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    let text = text.to_owned();
+                    w.problem(
+                        line,
+                        "admin.listen",
+                        format!("{text:?} is not an ADDRESS:PORT"),
+                    );
+                    None
+                }
+            },
+            (None, None) => None,
+        };
         w.known(
             dns,
             "dns.",
@@ -336,6 +358,7 @@ impl Config {
             tcp_idle_timeout: Duration::from_secs(tcp_idle_timeout),
             identity: IdentityConfig { publish_not_ready },
             source,
+            admin_listen,
         })
     }
 
@@ -384,6 +407,8 @@ impl Config {
             "\n[members]\npublish_not_ready = {}\n",
             self.identity.publish_not_ready
         ));
+        let admin = self.admin_listen.map(|a| a.to_string()).unwrap_or_default();
+        out.push_str(&format!("\n[admin]\nlisten = {}\n", q(&admin)));
         match &self.source {
             SourceConfig::File { path } => {
                 out.push_str(&format!(
@@ -725,6 +750,7 @@ type = \"etcd\"
             zones: vec!["A.Example".into()],
             pods_file: Some("here.json".into()),
             kubeconfig: None,
+            admin_listen: None,
         };
         let c = Config::parse(
             "[dns]\nlisten=[\"0.0.0.0:53\"]\nzones=[\"x.y\"]\n[source]\npods_file=\"p\"\n",

@@ -16,10 +16,14 @@
 //! - [`config`]: the TOML file and command-line overrides, validated into typed settings.
 //! - [`app`]: wires one running server together.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod dns;
 pub mod identity;
 pub mod membership;
+pub mod metrics;
+pub mod peers;
 pub mod source;
+pub mod status;
 pub mod zone;

@@ -15,8 +15,17 @@ use tracing::{error, info};
 #[derive(Parser)]
 #[command(name = "roster", version, about)]
 struct Cli {
+    /// Log format: human-readable text, or one JSON object per line.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -25,6 +34,41 @@ enum Command {
     Serve(Settings),
     /// Validate the configuration (and the pods file) and print the effective configuration.
     CheckConfig(Settings),
+    /// Print the members of a service from its SRV records (for init containers and scripts).
+    Peers(PeersArgs),
+    /// Show every service and member of a running roster (from its admin listener).
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+struct PeersArgs {
+    /// The SRV name: `<service>.<namespace>.<zone>` or `_<port>._<proto>.<service>.<namespace>.<zone>`.
+    name: String,
+    /// DNS server to ask; default: the first nameserver of /etc/resolv.conf.
+    #[arg(long, value_name = "ADDR:PORT")]
+    server: Option<SocketAddr>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "lines")]
+    format: roster::peers::Format,
+    /// Wait until at least N members are listed.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    wait_for: usize,
+    /// How long to wait for --wait-for (30s, 2m, 500ms).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = roster::peers::parse_duration)]
+    timeout: Duration,
+    /// URL scheme of the etcd format.
+    #[arg(long, default_value = "http")]
+    scheme: String,
+    /// What follows `host:` in the zookeeper format (quorum and election ports).
+    #[arg(long, default_value = "2888:3888")]
+    zookeeper_ports: String,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// roster's admin listener.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9153")]
+    admin: SocketAddr,
 }
 
 #[derive(Args)]
@@ -44,6 +88,9 @@ struct Settings {
     /// Watch pods through the Kubernetes API with this kubeconfig (selects the Kubernetes source).
     #[arg(long, value_name = "PATH")]
     kubeconfig: Option<PathBuf>,
+    /// Serve /healthz, /readyz, /metrics and /members over HTTP here (replaces admin.listen).
+    #[arg(long, value_name = "ADDR:PORT")]
+    admin_listen: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -53,6 +100,7 @@ impl Settings {
             zones: self.zones.clone(),
             pods_file: self.pods_file.clone(),
             kubeconfig: self.kubeconfig.clone(),
+            admin_listen: self.admin_listen,
         };
         Config::load(&self.config, &overrides)
     }
@@ -64,17 +112,30 @@ const FAILURE: u8 = 1;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::new(log_filter(std::env::var("RUST_LOG").ok()));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         // A closed stderr (a log collector gone) must not turn every log line into a panic.
         .log_internal_errors(false)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 
     match cli.command {
         Command::CheckConfig(settings) => check_config(&settings),
         Command::Serve(settings) => serve(&settings),
+        Command::Peers(args) => peers(&args),
+        Command::Status(args) => match roster::status::fetch(args.admin) {
+            Ok(members) => {
+                print!("{}", roster::status::render(&members));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("roster: {e}");
+                ExitCode::from(FAILURE)
+            }
+        },
     }
 }
 
@@ -92,6 +153,30 @@ fn log_filter(rust_log: Option<String>) -> String {
         filter.push_str(",kube_client=off,kube_runtime=off");
     }
     filter
+}
+
+fn peers(args: &PeersArgs) -> ExitCode {
+    let server = match args.server.map_or_else(roster::peers::system_resolver, Ok) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("roster: {e}");
+            return ExitCode::from(FAILURE);
+        }
+    };
+    let listed =
+        roster::peers::wait(server, &args.name, args.wait_for, args.timeout).and_then(|peers| {
+            roster::peers::render(&peers, args.format, &args.scheme, &args.zookeeper_ports)
+        });
+    match listed {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("roster peers: {e}");
+            ExitCode::from(FAILURE)
+        }
+    }
 }
 
 fn check_config(settings: &Settings) -> ExitCode {

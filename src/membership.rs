@@ -7,14 +7,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::identity::{self, Claim, Identity, IdentityConfig, ServiceId, SkipReason};
-use crate::source::{PodEvent, PodKey, PodView, Scope};
-use crate::zone::{ServiceNode, Snapshot, serial};
+use crate::metrics::Metrics;
+use crate::source::{Health, PodEvent, PodKey, PodView, Received, Scope};
+use crate::zone::{Change, Holder, ServiceNode, Skipped, Snapshot, serial};
 
 /// The snapshot queries read: `None` until the source's first complete list.
 pub type Published = ArcSwapOption<Snapshot>;
@@ -47,9 +49,12 @@ pub struct Membership {
     /// Scopes whose first list is still to complete; roster is not ready until this is empty.
     unsynced: HashSet<Scope>,
     dirty: HashSet<ServiceId>,
+    /// Only diagnostics changed (skipped pods), which publishes without a new serial.
+    diagnostics_dirty: bool,
     zone: Snapshot,
     published_once: bool,
     stats: Stats,
+    metrics: Arc<Metrics>,
 }
 
 impl Membership {
@@ -64,10 +69,18 @@ impl Membership {
             relists: HashMap::new(),
             unsynced: scopes.into_iter().collect(),
             dirty: HashSet::new(),
+            diagnostics_dirty: false,
             zone: Snapshot::default(),
             published_once: false,
             stats: Stats::default(),
+            metrics: Arc::new(Metrics::new(Arc::new(Health::default()))),
         }
+    }
+
+    /// Counts into `metrics` instead of a private set.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn stats(&self) -> &Stats {
@@ -76,20 +89,38 @@ impl Membership {
 
     /// Applies events as they arrive, publishing one snapshot per batch, until the sender is
     /// dropped.
-    pub async fn run(mut self, mut events: mpsc::Receiver<PodEvent>, published: Arc<Published>) {
+    pub async fn run(mut self, mut events: mpsc::Receiver<Received>, published: Arc<Published>) {
         let mut batch = Vec::with_capacity(1024);
+        let mut changes: Vec<Instant> = Vec::with_capacity(1024);
         while events.recv_many(&mut batch, 1024).await > 0 {
-            for event in batch.drain(..) {
+            for Received { at, event } in batch.drain(..) {
+                if matches!(
+                    event,
+                    PodEvent::Apply(_) | PodEvent::Delete(_) | PodEvent::InitDone(_)
+                ) {
+                    changes.push(at);
+                }
                 self.handle(event);
             }
             if let Some(snapshot) = self.publish() {
                 published.store(Some(snapshot));
+                for at in changes.drain(..) {
+                    self.metrics.programming_latency.observe(at.elapsed());
+                }
             }
+            changes.clear();
         }
         debug!("pod event stream ended");
     }
 
     pub fn handle(&mut self, event: PodEvent) {
+        self.metrics.event(match &event {
+            PodEvent::Init(_) => 0,
+            PodEvent::InitApply(..) => 1,
+            PodEvent::InitDone(_) => 2,
+            PodEvent::Apply(_) => 3,
+            PodEvent::Delete(_) => 4,
+        });
         match event {
             PodEvent::Init(scope) => {
                 self.relists.insert(scope, HashMap::new());
@@ -157,6 +188,12 @@ impl Membership {
                     skipped_for_reason = *count,
                     "pod asks to be a member but has no name: {detail}"
                 );
+                let skipped = Skipped {
+                    reason: *reason,
+                    detail: detail.as_str().into(),
+                };
+                self.zone.set_skipped(key, Some(skipped));
+                self.diagnostics_dirty = true;
             }
             Claim::Member(id) => {
                 self.dirty.insert(id.service.clone());
@@ -196,6 +233,8 @@ impl Membership {
                 if let Some(n) = self.stats.skipped.get_mut(reason) {
                     *n = n.saturating_sub(1);
                 }
+                self.zone.set_skipped(key, None);
+                self.diagnostics_dirty = true;
             }
             Claim::Member(id) => {
                 self.dirty.insert(id.service.clone());
@@ -232,38 +271,59 @@ impl Membership {
             .min_by(|(ka, a), (kb, b)| (a.rank(), &ka.name).cmp(&(b.rank(), &kb.name)))
     }
 
-    /// Rebuilds the dirty services and returns a new snapshot if the zone's content changed (or
-    /// if this is the first complete list). Nothing is published before the first `InitDone`.
+    /// The pods claiming one member name: the winner first, then the others (by rank).
+    fn holders<'a>(&'a self, claimants: &'a [PodKey]) -> Option<Holder<'a>> {
+        let (winner, identity) = self.winner(claimants)?;
+        let contenders = claimants
+            .iter()
+            .filter(|k| *k != winner)
+            .map(|k| &*k.name)
+            .collect();
+        Some(Holder {
+            identity,
+            pod: &winner.name,
+            contenders,
+        })
+    }
+
+    /// Rebuilds the dirty services and returns a new snapshot if anything changed (or if this
+    /// is the first complete list). The serial moves only when records change. Nothing is
+    /// published before every scope's first `InitDone`.
     pub fn publish(&mut self) -> Option<Arc<Snapshot>> {
         if !self.unsynced.is_empty() {
             return None;
         }
-        let mut changed = 0usize;
+        let mut records = 0usize;
+        let mut diagnostics = std::mem::take(&mut self.diagnostics_dirty);
         for service in std::mem::take(&mut self.dirty) {
             let node = match self.members.get(&service) {
                 Some(names) => {
-                    let winners: Vec<&Identity> = names
+                    let holders: Vec<Holder<'_>> = names
                         .iter()
                         .filter_map(|m| self.claims.get(&(service.clone(), m.clone())))
-                        .filter_map(|holders| self.winner(holders).map(|(_, id)| id))
+                        .filter_map(|claimants| self.holders(claimants))
                         .collect();
-                    ServiceNode::build(&service, winners)
+                    ServiceNode::build(&service, holders)
                 }
                 None => None,
             };
-            if self.zone.set_service(&service, node) {
-                changed += 1;
+            match self.zone.set_service(&service, node) {
+                Change::None => {}
+                Change::Diagnostics => diagnostics = true,
+                Change::Records => records += 1,
             }
         }
-        if changed == 0 && self.published_once {
+        if records == 0 && !diagnostics && self.published_once {
             return None;
         }
-        let previous = self.published_once.then_some(self.zone.serial);
-        self.zone.serial = serial::next(previous, serial::clock_ms());
+        if records > 0 || !self.published_once {
+            let previous = self.published_once.then_some(self.zone.serial);
+            self.zone.serial = serial::next(previous, serial::clock_ms());
+        }
         self.stats.publications += 1;
         if self.published_once {
             debug!(
-                services_changed = changed,
+                services_changed = records,
                 serial = self.zone.serial,
                 "zone updated"
             );
@@ -276,6 +336,15 @@ impl Membership {
             );
         }
         self.published_once = true;
+        let skipped: [usize; 6] =
+            SkipReason::ALL.map(|r| self.stats.skipped.get(&r).copied().unwrap_or(0));
+        self.metrics
+            .set_membership(&skipped, self.stats.conflicts, self.stats.conflicts_total);
+        self.metrics.set_zone(
+            self.zone.serial,
+            self.zone.service_count(),
+            self.zone.member_counts(),
+        );
         Some(Arc::new(self.zone.clone()))
     }
 }

@@ -3,44 +3,16 @@
 //! complete load (SERVFAIL) is observed exactly, which a running file source passes too quickly
 //! to catch over a socket.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use hickory_server::net::NetError;
-use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_server::proto::rr::{Name, Record, RecordType};
-use hickory_server::proto::serialize::binary::BinEncoder;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
+use hickory_server::proto::rr::{Name, RecordType};
 use roster::dns::Handler;
 use roster::identity::IdentityConfig;
 use roster::membership::{Membership, Published};
-use roster::source::{PodEvent, PodView, Scope};
+use roster::metrics::{Metrics, Transport};
+use roster::source::{Health, PodEvent, PodView, Scope};
 use roster::zone::{DomainName, ZoneSettings};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-#[async_trait::async_trait]
-impl ResponseHandler for Capture {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let mut buf = Vec::new();
-        let info = response.destructive_emit(&mut BinEncoder::new(&mut buf))?;
-        *self.0.lock().unwrap() = buf;
-        Ok(info)
-    }
-}
 
 fn settings() -> ZoneSettings {
     ZoneSettings {
@@ -53,42 +25,37 @@ fn settings() -> ZoneSettings {
     }
 }
 
-async fn ask(handler: &Handler, name: &str) -> Message {
+fn ask(handler: &Handler, name: &str) -> Message {
     let mut q = Message::new(42, MessageType::Query, OpCode::Query);
     q.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
-    let request = Request::from_bytes(
-        q.to_vec().unwrap(),
-        "127.0.0.1:5000".parse().unwrap(),
-        Protocol::Udp,
-    )
-    .unwrap();
-    let capture = Capture::default();
+    let mut out = Vec::new();
+    let src = "127.0.0.1:5000".parse().unwrap();
     handler
-        .handle_request::<_, TokioTime>(&request, capture.clone())
-        .await;
-    let bytes = capture.0.lock().unwrap().clone();
-    Message::from_vec(&bytes).unwrap()
+        .answer(&q.to_vec().unwrap(), src, Transport::Udp, &mut out)
+        .expect("an answer");
+    Message::from_vec(&out).unwrap()
 }
 
 #[tokio::test]
 async fn servfail_until_the_first_complete_list_then_answers() {
     let published = Arc::new(Published::empty());
-    let handler = Handler::new(settings(), 1232, published.clone());
+    let metrics = Arc::new(Metrics::new(Arc::new(Health::default())));
+    let handler = Handler::new(settings(), 1232, published.clone(), metrics);
 
-    let m = ask(&handler, "db-0.db.prod.roster.internal.").await;
+    let m = ask(&handler, "db-0.db.prod.roster.internal.");
     assert_eq!(
         m.metadata.response_code,
         ResponseCode::ServFail,
         "not synced yet"
     );
     assert!(!m.metadata.authoritative);
-    let m = ask(&handler, "roster.internal.").await;
+    let m = ask(&handler, "roster.internal.");
     assert_eq!(
         m.metadata.response_code,
         ResponseCode::ServFail,
         "the apex too"
     );
-    let m = ask(&handler, "example.com.").await;
+    let m = ask(&handler, "example.com.");
     assert_eq!(
         m.metadata.response_code,
         ResponseCode::Refused,
@@ -112,7 +79,7 @@ async fn servfail_until_the_first_complete_list_then_answers() {
         membership.publish().is_none(),
         "a list in progress publishes nothing"
     );
-    let m = ask(&handler, "db-0.db.prod.roster.internal.").await;
+    let m = ask(&handler, "db-0.db.prod.roster.internal.");
     assert_eq!(
         m.metadata.response_code,
         ResponseCode::ServFail,
@@ -121,7 +88,7 @@ async fn servfail_until_the_first_complete_list_then_answers() {
 
     membership.handle(PodEvent::InitDone(Scope::Cluster));
     published.store(membership.publish());
-    let m = ask(&handler, "db-0.db.prod.roster.internal.").await;
+    let m = ask(&handler, "db-0.db.prod.roster.internal.");
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert_eq!(m.answers.len(), 1);
     assert_eq!(m.metadata.id, 42);

@@ -1,16 +1,20 @@
 //! Sockets: UDP and TCP on every listen address, bound before anything is served so that a bad
-//! address fails start-up, and run by hickory's server loop until shutdown.
+//! address fails start-up, and served until shutdown.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_server::Server;
 use socket2::{Domain, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
 
-use super::Handler;
+use super::{Handler, tcp, udp};
+
+/// How long TCP connections get at shutdown to finish the query they are answering.
+const TCP_DRAIN: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -20,23 +24,19 @@ pub enum ServeError {
         transport: &'static str,
         source: std::io::Error,
     },
-    #[error("the DNS server stopped: {0}")]
-    Server(String),
 }
 
 /// Bound sockets, ready to serve.
 pub struct Listeners {
     udp: Vec<UdpSocket>,
     tcp: Vec<TcpListener>,
+    addrs: Vec<SocketAddr>,
 }
 
 impl Listeners {
     /// The addresses actually bound (a port of 0 becomes a free port, the same for UDP and TCP).
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.udp
-            .iter()
-            .filter_map(|s| s.local_addr().ok())
-            .collect()
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
 }
 
@@ -52,6 +52,10 @@ fn socket(addr: SocketAddr, kind: Type) -> std::io::Result<Socket> {
 
 fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let socket = socket(addr, Type::DGRAM)?;
+    // Several sockets on one port, one per worker thread; the kernel spreads clients over them.
+    socket.set_reuse_port(true)?;
+    // Room for bursts: a full receive buffer drops queries silently.
+    let _ = socket.set_recv_buffer_size(4 << 20);
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())
 }
@@ -65,11 +69,13 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Binds UDP and TCP on each address. For port 0 the same free port is taken for both.
-pub fn bind(addrs: &[SocketAddr]) -> Result<Listeners, ServeError> {
+/// Binds UDP (`udp_sockets` sockets) and TCP on each address. For port 0 the same free port is
+/// taken for both.
+pub fn bind(addrs: &[SocketAddr], udp_sockets: usize) -> Result<Listeners, ServeError> {
     let mut listeners = Listeners {
         udp: Vec::new(),
         tcp: Vec::new(),
+        addrs: Vec::new(),
     };
     for &addr in addrs {
         let bind_err = |transport, source| ServeError::Bind {
@@ -78,7 +84,7 @@ pub fn bind(addrs: &[SocketAddr]) -> Result<Listeners, ServeError> {
             source,
         };
         let mut attempts = 0;
-        let (udp, tcp) = loop {
+        let (first, tcp) = loop {
             let udp = bind_udp(addr).map_err(|e| bind_err("udp", e))?;
             let local = udp.local_addr().map_err(|e| bind_err("udp", e))?;
             match bind_tcp(local) {
@@ -90,37 +96,50 @@ pub fn bind(addrs: &[SocketAddr]) -> Result<Listeners, ServeError> {
                 Err(e) => return Err(bind_err("tcp", e)),
             }
         };
-        listeners.udp.push(udp);
+        let local = first.local_addr().map_err(|e| bind_err("udp", e))?;
+        listeners.udp.push(first);
+        for _ in 1..udp_sockets.max(1) {
+            listeners
+                .udp
+                .push(bind_udp(local).map_err(|e| bind_err("udp", e))?);
+        }
         listeners.tcp.push(tcp);
+        listeners.addrs.push(local);
     }
     Ok(listeners)
 }
 
-/// Serves until `shutdown` is cancelled.
+/// Serves until `shutdown` is cancelled, then lets TCP connections finish the query in flight.
 pub async fn serve(
     listeners: Listeners,
-    handler: Handler,
+    handler: Arc<Handler>,
     tcp_idle_timeout: Duration,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let addrs = listeners.local_addrs();
-    let mut server = Server::new(handler);
-    for socket in listeners.udp {
-        server.register_socket(socket);
-    }
-    for listener in listeners.tcp {
-        server.register_listener(listener, tcp_idle_timeout, 64);
-    }
-    for addr in &addrs {
+    for addr in &listeners.addrs {
         info!(%addr, "listening for DNS on UDP and TCP");
     }
-    let token = server.shutdown_token().clone();
-    tokio::spawn(async move {
-        shutdown.cancelled().await;
-        token.cancel();
-    });
-    server
-        .block_until_done()
+    let loops = TaskTracker::new();
+    let connections = TaskTracker::new();
+    for socket in listeners.udp {
+        loops.spawn(udp::run(socket, handler.clone(), shutdown.clone()));
+    }
+    for listener in listeners.tcp {
+        let (h, s, c) = (handler.clone(), shutdown.clone(), connections.clone());
+        loops.spawn(tcp::accept(listener, h, tcp_idle_timeout, s, c));
+    }
+    loops.close();
+    shutdown.cancelled().await;
+    loops.wait().await;
+    connections.close();
+    if tokio::time::timeout(TCP_DRAIN, connections.wait())
         .await
-        .map_err(|e| ServeError::Server(e.to_string()))
+        .is_err()
+    {
+        warn!(
+            open = connections.len(),
+            "TCP connections still busy at shutdown; closing them"
+        );
+    }
+    Ok(())
 }

@@ -1,23 +1,34 @@
-//! The wire: the only module that touches hickory's server API. It checks protocol hygiene
-//! (opcode, EDNS version, question count, class), asks [`crate::zone::answer`], and encodes the
-//! answer so that it fits the transport: additional records are dropped first, then answers are
-//! cut in ordinal order with TC=1 (RFC 2181 §9), and the OPT record always survives.
+//! The wire: the only module that touches hickory. It parses requests with hickory-server,
+//! checks protocol hygiene (opcode, EDNS version, question count, class), asks
+//! [`crate::zone::answer`], and encodes the answer so that it fits the transport: additional
+//! records are dropped first, then answers are cut in ordinal order with TC=1 (RFC 2181 §9),
+//! and the OPT record always survives. The UDP and TCP loops are roster's own (`udp`, `tcp`):
+//! no task per packet, counted malformed input, and a TCP shutdown that finishes the answer in
+//! flight.
 
 pub mod listen;
+mod tcp;
+mod udp;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
-use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_server::proto::op::{
+    Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
+};
 use hickory_server::proto::rr::rdata::{A, AAAA, NS, PTR, SOA, SRV};
 use hickory_server::proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use hickory_server::proto::serialize::binary::BinEncoder;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::proto::serialize::binary::{
+    BinDecodable, BinDecoder, BinEncodable, BinEncoder,
+};
+use hickory_server::server::Request;
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 use tracing::debug;
 
 use crate::membership::Published;
+use crate::metrics::{Metrics, Transport};
 use crate::zone::{self, AnswerKind, DomainName, QType, Rdata, ZoneSettings};
 
 /// SOA timers. roster has no secondaries (the zone is not transferable), so these only tell
@@ -41,6 +52,7 @@ pub struct Handler {
     settings: ZoneSettings,
     max_udp_payload: u16,
     published: Arc<Published>,
+    metrics: Arc<Metrics>,
     /// Origins of the forward zones, for SRV and PTR targets.
     origins: Vec<Name>,
     nameserver: Name,
@@ -48,8 +60,14 @@ pub struct Handler {
 }
 
 impl Handler {
-    pub fn new(settings: ZoneSettings, max_udp_payload: u16, published: Arc<Published>) -> Self {
+    pub fn new(
+        settings: ZoneSettings,
+        max_udp_payload: u16,
+        published: Arc<Published>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
+            metrics,
             origins: settings.zones.iter().map(to_name).collect(),
             nameserver: to_name(&settings.nameserver),
             hostmaster: to_name(&settings.hostmaster),
@@ -103,7 +121,7 @@ impl Handler {
     }
 }
 
-fn qtype(t: RecordType) -> QType {
+fn qtype_of(t: RecordType) -> QType {
     match t {
         RecordType::A => QType::A,
         RecordType::AAAA => QType::Aaaa,
@@ -114,17 +132,6 @@ fn qtype(t: RecordType) -> QType {
         RecordType::ANY => QType::Any,
         _ => QType::Other,
     }
-}
-
-/// A response header that says SERVFAIL, for when even sending failed.
-fn servfail(request: &Request) -> ResponseInfo {
-    let mut metadata = Metadata::response_from_request(&request.metadata);
-    metadata.response_code = ResponseCode::ServFail;
-    Header {
-        metadata,
-        counts: HeaderCounts::default(),
-    }
-    .into()
 }
 
 /// Upper bound of a record's encoded size, ignoring compression.
@@ -219,13 +226,99 @@ fn fit(
     }
 }
 
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
+/// What a request got, for metrics and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// Index into [`crate::metrics::QTYPES`].
+    pub qtype: usize,
+    /// Index into [`crate::metrics::RCODES`].
+    pub rcode: usize,
+    pub truncated: bool,
+}
+
+fn qtype_index(t: RecordType) -> usize {
+    match t {
+        RecordType::A => 0,
+        RecordType::AAAA => 1,
+        RecordType::SRV => 2,
+        RecordType::PTR => 3,
+        RecordType::SOA => 4,
+        RecordType::NS => 5,
+        RecordType::ANY => 6,
+        _ => 7,
+    }
+}
+
+fn rcode_index(r: ResponseCode) -> usize {
+    match r {
+        ResponseCode::NoError => 0,
+        ResponseCode::NXDomain => 1,
+        ResponseCode::ServFail => 2,
+        ResponseCode::Refused => 3,
+        ResponseCode::FormErr => 4,
+        ResponseCode::NotImp => 5,
+        ResponseCode::BADVERS => 6,
+        _ => 7,
+    }
+}
+
+impl Handler {
+    /// Answers the DNS message in `bytes` into `out` (cleared first). Returns `None` when
+    /// nothing must be sent: not even a header could be read, or the message is a response
+    /// (QR=1), which is never answered so that two servers cannot loop. A message whose header
+    /// reads but whose body does not parse gets FORMERR. Counts everything in the metrics.
+    pub fn answer(
         &self,
-        request: &Request,
-        mut response: R,
-    ) -> ResponseInfo {
+        bytes: &[u8],
+        src: SocketAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Option<Reply> {
+        let started = Instant::now();
+        out.clear();
+        let Ok(header) = Header::read(&mut BinDecoder::new(bytes)) else {
+            self.metrics.malformed(transport);
+            return None;
+        };
+        if header.metadata.message_type == MessageType::Response {
+            self.metrics.malformed(transport);
+            return None;
+        }
+        let protocol = match transport {
+            Transport::Udp => Protocol::Udp,
+            Transport::Tcp => Protocol::Tcp,
+        };
+        let reply = match Request::from_bytes(bytes.to_vec(), src, protocol) {
+            Ok(request) => self.respond(&request, out),
+            Err(e) => {
+                debug!(%src, error = %e, "malformed message; FORMERR");
+                self.metrics.malformed(transport);
+                let mut metadata = Metadata::response_from_request(&header.metadata);
+                metadata.response_code = ResponseCode::FormErr;
+                let header = Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                };
+                let _ = header.emit(&mut BinEncoder::new(out));
+                Reply {
+                    qtype: 7,
+                    rcode: rcode_index(ResponseCode::FormErr),
+                    truncated: false,
+                }
+            }
+        };
+        self.metrics.query(
+            reply.qtype,
+            reply.rcode,
+            transport,
+            reply.truncated,
+            started.elapsed(),
+        );
+        Some(reply)
+    }
+
+    /// Answers a parsed request into `out`.
+    pub fn respond(&self, request: &Request, out: &mut Vec<u8>) -> Reply {
         // RFC 6891 §6.2.3/6.2.5: sizes below 512 mean 512; offer at most our own maximum.
         let edns = request.edns.as_ref().map(|e| {
             let mut ours = Edns::new();
@@ -235,6 +328,11 @@ impl RequestHandler for Handler {
         let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.recursion_available = false;
+        let qtype = request
+            .queries
+            .queries()
+            .first()
+            .map_or(7, |q| qtype_index(q.query_type()));
 
         let early = if request.metadata.op_code != OpCode::Query {
             Some(ResponseCode::NotImp)
@@ -248,11 +346,12 @@ impl RequestHandler for Handler {
         if let Some(code) = early {
             metadata.response_code = code;
             debug!(src = %request.src(), rcode = %code, "refusing the request before lookup");
-            let message = builder.build_no_records(metadata);
-            return response
-                .send_response(message)
-                .await
-                .unwrap_or_else(|_| servfail(request));
+            emit(builder.build_no_records(metadata), out);
+            return Reply {
+                qtype,
+                rcode: rcode_index(code),
+                truncated: false,
+            };
         }
 
         let query = &request.queries.queries()[0];
@@ -273,7 +372,7 @@ impl RequestHandler for Handler {
                 &self.settings,
                 snapshot.as_deref(),
                 &labels,
-                qtype(query.query_type()),
+                qtype_of(query.query_type()),
             )
         };
 
@@ -307,13 +406,13 @@ impl RequestHandler for Handler {
             .map(|m| {
                 let name = self.target(&m.relative, zone);
                 let ttl = self.settings.ttl;
-                m.v4.iter()
-                    .map(|a| Record::from_rdata(name.clone(), ttl, RData::A(A(*a))))
-                    .chain(
-                        m.v6.iter()
-                            .map(|a| Record::from_rdata(name.clone(), ttl, RData::AAAA(AAAA(*a)))),
-                    )
-                    .collect()
+                let v4 =
+                    m.v4.iter()
+                        .map(|a| Record::from_rdata(name.clone(), ttl, RData::A(A(*a))));
+                let v6 =
+                    m.v6.iter()
+                        .map(|a| Record::from_rdata(name.clone(), ttl, RData::AAAA(AAAA(*a))));
+                v4.chain(v6).collect()
             })
             .collect();
 
@@ -341,9 +440,36 @@ impl RequestHandler for Handler {
             std::iter::empty(),
             glue[..fit.glue_groups].iter().flatten(),
         );
-        response
-            .send_response(message)
-            .await
-            .unwrap_or_else(|_| servfail(request))
+        emit(message, out);
+        Reply {
+            qtype,
+            rcode: rcode_index(metadata.response_code),
+            truncated: fit.truncated,
+        }
+    }
+}
+
+/// Writes a response that was sized to fit; an encoding failure becomes SERVFAIL.
+fn emit<'a>(
+    message: MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+    out: &mut Vec<u8>,
+) {
+    let mut metadata = *message.metadata();
+    if let Err(e) = message.destructive_emit(&mut BinEncoder::new(out)) {
+        tracing::error!(error = %e, "cannot encode an answer; sending SERVFAIL");
+        out.clear();
+        metadata.response_code = ResponseCode::ServFail;
+        let header = Header {
+            metadata,
+            counts: HeaderCounts::default(),
+        };
+        let _ = header.emit(&mut BinEncoder::new(out));
     }
 }

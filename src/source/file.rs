@@ -18,7 +18,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{Health, PodEvent, PodView, Scope};
+use super::{PodEvent, PodView, Received, Scope};
+use crate::metrics::Metrics;
 
 const POLL: Duration = Duration::from_millis(100);
 
@@ -265,12 +266,14 @@ pub fn load(path: &Path) -> Result<Loaded, FileError> {
 pub async fn watch(
     path: PathBuf,
     loaded: Loaded,
-    events: mpsc::Sender<PodEvent>,
-    health: std::sync::Arc<Health>,
+    events: mpsc::Sender<Received>,
+    metrics: std::sync::Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
+    let health = metrics.health();
     let mut applied = (loaded.stamp, loaded.fingerprint);
     health.synced();
+    metrics.reloaded();
     if send_list(&events, loaded.pods).await.is_err() {
         return;
     }
@@ -313,6 +316,7 @@ pub async fn watch(
                 if send_list(&events, loaded.pods).await.is_err() {
                     return;
                 }
+                metrics.reloaded();
             }
             Err(e) => {
                 // Remember the bad version so it is reported once, not at every poll.
@@ -329,16 +333,16 @@ pub async fn watch(
 }
 
 async fn send_list(
-    events: &mpsc::Sender<PodEvent>,
+    events: &mpsc::Sender<Received>,
     pods: Vec<PodView>,
-) -> Result<(), mpsc::error::SendError<PodEvent>> {
-    events.send(PodEvent::Init(Scope::Cluster)).await?;
+) -> Result<(), mpsc::error::SendError<Received>> {
+    events.send(PodEvent::Init(Scope::Cluster).into()).await?;
     for pod in pods {
         events
-            .send(PodEvent::InitApply(Scope::Cluster, pod))
+            .send(PodEvent::InitApply(Scope::Cluster, pod).into())
             .await?;
     }
-    events.send(PodEvent::InitDone(Scope::Cluster)).await
+    events.send(PodEvent::InitDone(Scope::Cluster).into()).await
 }
 
 #[cfg(test)]

@@ -19,7 +19,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Health, PodEvent, PodKey, PodView, Scope};
+use super::{Health, PodEvent, PodKey, PodView, Received, Scope};
+use crate::metrics::Metrics;
 
 /// Pods that will never run again hold no names; the API server leaves them out.
 const FIELD_SELECTOR: &str = "status.phase!=Succeeded,status.phase!=Failed";
@@ -103,8 +104,8 @@ pub async fn client(settings: &KubeSettings) -> Result<Client, KubeError> {
 pub async fn watch(
     client: Client,
     settings: KubeSettings,
-    events: mpsc::Sender<PodEvent>,
-    health: Arc<Health>,
+    events: mpsc::Sender<Received>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     let tasks: Vec<_> = settings
@@ -116,7 +117,7 @@ pub async fn watch(
                 scope,
                 settings.clone(),
                 events.clone(),
-                health.clone(),
+                metrics.clone(),
                 shutdown.clone(),
             ))
         })
@@ -130,10 +131,11 @@ async fn watch_scope(
     client: Client,
     scope: Scope,
     settings: KubeSettings,
-    events: mpsc::Sender<PodEvent>,
-    health: Arc<Health>,
+    events: mpsc::Sender<Received>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
+    let health = metrics.health();
     let mut errors = ErrorLog::new(scope.clone());
     loop {
         let api: Api<Pod> = match &scope {
@@ -167,7 +169,7 @@ async fn watch_scope(
                     } else {
                         0
                     };
-                    errors.record(&e, &health);
+                    errors.record(&e, health);
                     if gone >= GONE_LIMIT {
                         warn!(scope = %scope, "watch start refused with 410 Gone {gone} times; listing again");
                         break;
@@ -175,30 +177,27 @@ async fn watch_scope(
                     continue;
                 }
             };
-            let sent = match event {
-                Event::Init => events.send(PodEvent::Init(scope.clone())).await,
+            let event = match event {
+                Event::Init => PodEvent::Init(scope.clone()),
                 Event::InitApply(pod) => {
-                    events
-                        .send(PodEvent::InitApply(scope.clone(), PodView::from_pod(&pod)))
-                        .await
+                    PodEvent::InitApply(scope.clone(), PodView::from_pod(&pod))
                 }
                 Event::InitDone => {
                     health.synced();
                     info!(scope = %scope, "pod list complete");
-                    events.send(PodEvent::InitDone(scope.clone())).await
+                    PodEvent::InitDone(scope.clone())
                 }
                 Event::Apply(pod) => {
                     health.synced();
-                    events.send(PodEvent::Apply(PodView::from_pod(&pod))).await
+                    PodEvent::Apply(PodView::from_pod(&pod))
                 }
                 Event::Delete(pod) => {
                     health.synced();
                     let view = PodView::from_pod(&pod);
-                    events
-                        .send(PodEvent::Delete(PodKey::new(&view.namespace, &view.name)))
-                        .await
+                    PodEvent::Delete(PodKey::new(&view.namespace, &view.name))
                 }
             };
+            let sent = events.send(event.into()).await;
             if sent.is_err() {
                 return; // membership is gone: shutting down
             }

@@ -10,7 +10,7 @@ pub mod kubernetes;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::Pod;
 
@@ -227,6 +227,22 @@ impl std::fmt::Display for Scope {
         match self {
             Scope::Cluster => f.write_str("all namespaces"),
             Scope::Namespace(ns) => write!(f, "namespace {ns}"),
+        }
+    }
+}
+
+/// A [`PodEvent`] and the moment the source received it, for the programming-latency metric.
+#[derive(Debug)]
+pub struct Received {
+    pub at: Instant,
+    pub event: PodEvent,
+}
+
+impl From<PodEvent> for Received {
+    fn from(event: PodEvent) -> Self {
+        Self {
+            at: Instant::now(),
+            event,
         }
     }
 }

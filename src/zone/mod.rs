@@ -14,7 +14,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use crate::identity::{Identity, ServiceId};
+use crate::identity::{Identity, NamedPort, ServiceId, SkipReason, Unpublished};
+use crate::source::PodKey;
 use crate::source::Protocol;
 
 pub use answer::{Answer, AnswerKind, QType, Rdata, answer};
@@ -36,7 +37,7 @@ pub struct ZoneSettings {
     pub hostmaster: DomainName,
 }
 
-/// One member as the zone serves it.
+/// One member as the zone serves it, with what an operator needs to see why (`/members`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberNode {
     /// `<set>-<ordinal>`.
@@ -47,12 +48,61 @@ pub struct MemberNode {
     /// Published members have at least one address; unpublished ones have none.
     pub v4: Box<[Ipv4Addr]>,
     pub v6: Box<[Ipv6Addr]>,
+    /// The pod holding the name.
+    pub pod: Box<str>,
+    /// Why the member is not published, if it is not.
+    pub unpublished: Option<Unpublished>,
+    /// Other pods claiming the same name (they lost the conflict).
+    pub contenders: Box<[Box<str>]>,
+    /// Every address of the pod, published or not.
+    pub pod_ips: Box<[IpAddr]>,
+    pub primary_port: Option<u16>,
+    pub ports: Box<[NamedPort]>,
 }
 
 impl MemberNode {
     pub fn is_published(&self) -> bool {
         !self.v4.is_empty() || !self.v6.is_empty()
     }
+
+    /// Whether the two give the same DNS records (the other fields are diagnostics).
+    fn same_records(&self, other: &Self) -> bool {
+        (&self.name, &self.relative, self.ordinal, &self.v4, &self.v6)
+            == (
+                &other.name,
+                &other.relative,
+                other.ordinal,
+                &other.v4,
+                &other.v6,
+            )
+    }
+}
+
+/// A pod that won its member name, as membership hands it over.
+pub struct Holder<'a> {
+    pub identity: &'a Identity,
+    pub pod: &'a str,
+    pub contenders: Vec<&'a str>,
+}
+
+impl<'a> From<&'a Identity> for Holder<'a> {
+    fn from(identity: &'a Identity) -> Self {
+        Holder {
+            identity,
+            pod: &identity.member,
+            contenders: Vec::new(),
+        }
+    }
+}
+
+/// What replacing a service changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    None,
+    /// Only what `/members` shows (pod names, contenders, unpublished addresses).
+    Diagnostics,
+    /// The zone's records.
+    Records,
 }
 
 /// An SRV record's variable part: which member, on which port.
@@ -89,19 +139,23 @@ pub struct ServiceNode {
 impl ServiceNode {
     /// Builds the node from the identities that won their member names. `None` when no member
     /// holds a name (the service name then does not exist).
-    pub fn build<'a>(
+    pub fn build<'a, H: Into<Holder<'a>>>(
         service: &ServiceId,
-        winners: impl IntoIterator<Item = &'a Identity>,
+        holders: impl IntoIterator<Item = H>,
     ) -> Option<Self> {
-        let mut winners: Vec<&Identity> = winners.into_iter().collect();
-        if winners.is_empty() {
+        let mut holders: Vec<Holder<'a>> = holders.into_iter().map(Into::into).collect();
+        if holders.is_empty() {
             return None;
         }
-        winners.sort_by(|a, b| (a.ordinal, &a.member).cmp(&(b.ordinal, &b.member)));
+        holders.sort_by(|a, b| {
+            (a.identity.ordinal, &a.identity.member).cmp(&(b.identity.ordinal, &b.identity.member))
+        });
+        let winners: Vec<&Identity> = holders.iter().map(|h| h.identity).collect();
 
-        let members: Box<[MemberNode]> = winners
+        let members: Box<[MemberNode]> = holders
             .iter()
-            .map(|id| {
+            .map(|h| {
+                let id = h.identity;
                 let published = id.is_published();
                 let addrs = id.ips.iter().filter(|_| published);
                 MemberNode {
@@ -121,6 +175,12 @@ impl ServiceNode {
                             IpAddr::V4(_) => None,
                         })
                         .collect(),
+                    pod: h.pod.into(),
+                    unpublished: id.unpublished,
+                    contenders: h.contenders.iter().map(|&c| c.into()).collect(),
+                    pod_ips: id.ips.iter().copied().collect(),
+                    primary_port: id.primary_port,
+                    ports: id.ports.iter().cloned().collect(),
                 }
             })
             .collect();
@@ -189,6 +249,18 @@ impl ServiceNode {
             .map(|i| &self.ports[i])
     }
 
+    /// Whether the two give the same DNS records.
+    pub fn same_records(&self, other: &Self) -> bool {
+        self.members.len() == other.members.len()
+            && self
+                .members
+                .iter()
+                .zip(other.members.iter())
+                .all(|(a, b)| a.same_records(b))
+            && self.primary == other.primary
+            && self.ports == other.ports
+    }
+
     pub fn has_protocol(&self, protocol: Protocol) -> bool {
         self.ports.iter().any(|p| p.protocol == protocol)
     }
@@ -208,6 +280,26 @@ pub struct Snapshot {
     namespaces: imbl::HashMap<Box<str>, u32>,
     /// Published addresses → relative names of the members holding them, for PTR.
     reverse: imbl::OrdMap<IpAddr, Arc<[Box<str>]>>,
+    /// Members holding names, by state (published, no IP, not ready, terminating).
+    members: [usize; 4],
+    /// Diagnostics: pods that ask to be members but cannot have a name.
+    skipped: imbl::OrdMap<PodKey, Skipped>,
+}
+
+/// A pod that cannot have a name, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub reason: SkipReason,
+    pub detail: Arc<str>,
+}
+
+fn state_index(u: Option<Unpublished>) -> usize {
+    match u {
+        None => 0,
+        Some(Unpublished::NoIp) => 1,
+        Some(Unpublished::NotReady) => 2,
+        Some(Unpublished::Terminating) => 3,
+    }
 }
 
 impl fmt::Debug for Snapshot {
@@ -249,12 +341,44 @@ impl Snapshot {
         self.services.iter().map(|(k, v)| (k, &**v))
     }
 
-    /// Replaces one service's names. Returns whether the content changed. Costs the size of the
-    /// old and new node, plus a logarithm of the zone.
-    pub fn set_service(&mut self, id: &ServiceId, node: Option<ServiceNode>) -> bool {
+    /// Members holding names, by state: published, no IP, not ready, terminating.
+    pub fn member_counts(&self) -> [usize; 4] {
+        self.members
+    }
+
+    pub fn skipped(&self) -> impl Iterator<Item = (&PodKey, &Skipped)> {
+        self.skipped.iter()
+    }
+
+    pub fn set_skipped(&mut self, pod: &PodKey, skipped: Option<Skipped>) {
+        match skipped {
+            Some(s) => {
+                self.skipped.insert(pod.clone(), s);
+            }
+            None => {
+                self.skipped.remove(pod);
+            }
+        }
+    }
+
+    /// Replaces one service's names and says what changed. Costs the size of the old and new
+    /// node, plus a logarithm of the zone.
+    pub fn set_service(&mut self, id: &ServiceId, node: Option<ServiceNode>) -> Change {
         let old = self.services.get(id).cloned();
-        if old.as_deref() == node.as_ref() {
-            return false;
+        let change = match (old.as_deref(), node.as_ref()) {
+            (None, None) => Change::None,
+            (Some(a), Some(b)) if a == b => Change::None,
+            (Some(a), Some(b)) if a.same_records(b) => Change::Diagnostics,
+            _ => Change::Records,
+        };
+        if change == Change::None {
+            return change;
+        }
+        for m in old.iter().flat_map(|o| o.members.iter()) {
+            self.members[state_index(m.unpublished)] -= 1;
+        }
+        for m in node.iter().flat_map(|n| n.members.iter()) {
+            self.members[state_index(m.unpublished)] += 1;
         }
         if let Some(old) = &old {
             for m in old.published() {
@@ -301,7 +425,7 @@ impl Snapshot {
             }
             (false, None) => {}
         }
-        true
+        change
     }
 
     fn link_address(&mut self, ip: IpAddr, relative: &str) {
@@ -402,12 +526,30 @@ pub(crate) mod tests {
         let b = ServiceId::new("prod", "cache");
         let ida = identity(&a, "db-0", 0, "10.0.0.1");
         let idb = identity(&b, "cache-0", 0, "10.0.0.1");
-        assert!(snap.set_service(&a, ServiceNode::build(&a, [&ida])));
-        assert!(snap.set_service(&b, ServiceNode::build(&b, [&idb])));
-        assert!(
-            !snap.set_service(&b, ServiceNode::build(&b, [&idb])),
+        assert_eq!(
+            snap.set_service(&a, ServiceNode::build(&a, [&ida])),
+            Change::Records
+        );
+        assert_eq!(
+            snap.set_service(&b, ServiceNode::build(&b, [&idb])),
+            Change::Records
+        );
+        assert_eq!(
+            snap.set_service(&b, ServiceNode::build(&b, [&idb])),
+            Change::None,
             "no change, no bump"
         );
+        let renamed = Holder {
+            identity: &idb,
+            pod: "cache-0-new",
+            contenders: vec![],
+        };
+        assert_eq!(
+            snap.set_service(&b, ServiceNode::build(&b, [renamed])),
+            Change::Diagnostics,
+            "another pod, the same records"
+        );
+        assert_eq!(snap.member_counts(), [2, 0, 0, 0]);
         assert!(snap.has_namespace("prod"));
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let names: Vec<_> = snap.reverse(&ip).unwrap().iter().map(|n| &**n).collect();

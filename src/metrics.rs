@@ -1,0 +1,407 @@
+//! Metrics: every number roster exports, kept in atomics (nothing on the query path takes a
+//! lock) and written in the Prometheus text format by one prometheus-client collector at scrape
+//! time. Labels come from closed enums only, never from pod or service names.
+//!
+//! A log line and its counter come from the same place: the code that logs an event also counts
+//! it here.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::identity::{SkipReason, Unpublished};
+use crate::source::Health;
+
+/// Query types with their own counter; the rest count as `other`.
+pub const QTYPES: [&str; 8] = ["a", "aaaa", "srv", "ptr", "soa", "ns", "any", "other"];
+/// Response codes roster sends.
+pub const RCODES: [&str; 8] = [
+    "noerror", "nxdomain", "servfail", "refused", "formerr", "notimp", "badvers", "other",
+];
+pub const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
+/// Kinds of source events (see [`crate::source::PodEvent`]).
+pub const EVENTS: [&str; 5] = ["init", "init_apply", "init_done", "apply", "delete"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp = 0,
+    Tcp = 1,
+}
+
+/// A histogram of durations with fixed buckets, updated with relaxed atomic adds.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        if let Some(i) = self.bounds.iter().position(|&b| s <= b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_ns.fetch_add(d.as_nanos() as u64, Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
+    /// (sum in seconds, count, cumulative buckets) as Prometheus wants them.
+    fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let mut cumulative = 0;
+        let mut buckets: Vec<(f64, u64)> = self
+            .bounds
+            .iter()
+            .zip(self.buckets.iter())
+            .map(|(&b, c)| {
+                cumulative += c.load(Relaxed);
+                (b, cumulative)
+            })
+            .collect();
+        let count = self.count.load(Relaxed);
+        buckets.push((f64::INFINITY, count));
+        (self.sum_ns.load(Relaxed) as f64 / 1e9, count, buckets)
+    }
+}
+
+const ANSWER_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1,
+];
+const PROGRAMMING_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+fn counters(n: usize) -> Box<[AtomicU64]> {
+    (0..n).map(|_| AtomicU64::new(0)).collect()
+}
+
+/// Every number roster exports.
+#[derive(Debug)]
+pub struct Metrics {
+    /// [qtype][rcode][transport]
+    queries: Box<[AtomicU64]>,
+    truncated: Box<[AtomicU64]>,
+    malformed: Box<[AtomicU64]>,
+    answer_latency: [Histogram; 2],
+    events: Box<[AtomicU64]>,
+    reloads: AtomicU64,
+    pub programming_latency: Histogram,
+    /// [published, no_ip, not_ready, terminating]
+    members: Box<[AtomicI64]>,
+    services: AtomicI64,
+    skipped: Box<[AtomicI64]>,
+    conflicts: AtomicI64,
+    conflicts_total: AtomicU64,
+    serial: AtomicU64,
+    ready: AtomicI64,
+    health: Arc<Health>,
+}
+
+/// Member states, in the order of the `members` gauges.
+pub const MEMBER_STATES: [&str; 4] = ["published", "no_ip", "not_ready", "terminating"];
+
+pub fn member_state(unpublished: Option<Unpublished>) -> usize {
+    match unpublished {
+        None => 0,
+        Some(Unpublished::NoIp) => 1,
+        Some(Unpublished::NotReady) => 2,
+        Some(Unpublished::Terminating) => 3,
+    }
+}
+
+impl Metrics {
+    pub fn new(health: Arc<Health>) -> Self {
+        Self {
+            queries: counters(QTYPES.len() * RCODES.len() * TRANSPORTS.len()),
+            truncated: counters(2),
+            malformed: counters(2),
+            answer_latency: [
+                Histogram::new(ANSWER_BUCKETS),
+                Histogram::new(ANSWER_BUCKETS),
+            ],
+            events: counters(EVENTS.len()),
+            reloads: AtomicU64::new(0),
+            programming_latency: Histogram::new(PROGRAMMING_BUCKETS),
+            members: (0..MEMBER_STATES.len())
+                .map(|_| AtomicI64::new(0))
+                .collect(),
+            services: AtomicI64::new(0),
+            skipped: SkipReason::ALL.iter().map(|_| AtomicI64::new(0)).collect(),
+            conflicts: AtomicI64::new(0),
+            conflicts_total: AtomicU64::new(0),
+            serial: AtomicU64::new(0),
+            ready: AtomicI64::new(0),
+            health,
+        }
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// One answered query. `qtype` and `rcode` index [`QTYPES`] and [`RCODES`].
+    pub fn query(&self, qtype: usize, rcode: usize, t: Transport, truncated: bool, took: Duration) {
+        let i = (qtype * RCODES.len() + rcode) * TRANSPORTS.len() + t as usize;
+        self.queries[i].fetch_add(1, Relaxed);
+        if truncated {
+            self.truncated[t as usize].fetch_add(1, Relaxed);
+        }
+        self.answer_latency[t as usize].observe(took);
+    }
+
+    pub fn malformed(&self, t: Transport) {
+        self.malformed[t as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn malformed_total(&self, t: Transport) -> u64 {
+        self.malformed[t as usize].load(Relaxed)
+    }
+
+    /// `kind` indexes [`EVENTS`].
+    pub fn event(&self, kind: usize) {
+        self.events[kind].fetch_add(1, Relaxed);
+    }
+
+    pub fn reloaded(&self) {
+        self.reloads.fetch_add(1, Relaxed);
+    }
+
+    pub fn set_zone(&self, serial: u32, services: usize, members: [usize; 4]) {
+        self.serial.store(serial.into(), Relaxed);
+        self.services.store(services as i64, Relaxed);
+        for (gauge, n) in self.members.iter().zip(members) {
+            gauge.store(n as i64, Relaxed);
+        }
+    }
+
+    pub fn set_membership(&self, skipped: &[usize; 6], conflicts: usize, conflicts_total: u64) {
+        for (gauge, n) in self.skipped.iter().zip(skipped) {
+            gauge.store(*n as i64, Relaxed);
+        }
+        self.conflicts.store(conflicts as i64, Relaxed);
+        self.conflicts_total.store(conflicts_total, Relaxed);
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready.into(), Relaxed);
+    }
+
+    /// A registry holding these metrics, for the text encoder.
+    pub fn registry(self: &Arc<Self>) -> Registry {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(self.clone()));
+        registry
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(self: &Arc<Self>) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry())
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    e.encode_descriptor(name, help, None, MetricType::Counter)?
+        .encode_counter::<NoLabelSet, _, u64>(&v, None)
+}
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt::Result {
+    e.encode_descriptor(name, help, None, MetricType::Gauge)?
+        .encode_gauge(&v)
+}
+
+fn histogram(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: &[(&[(&str, &str)], &Histogram)],
+) -> std::fmt::Result {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (labels, h) in series {
+        let (sum, count, buckets) = h.snapshot();
+        m.encode_family(labels)?
+            .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+    }
+    Ok(())
+}
+
+impl Collector for Metrics {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        {
+            let mut m = e.encode_descriptor(
+                "roster_dns_queries",
+                "DNS queries answered, by query type, response code and transport",
+                None,
+                MetricType::Counter,
+            )?;
+            for (q, qtype) in QTYPES.iter().enumerate() {
+                for (r, rcode) in RCODES.iter().enumerate() {
+                    for (t, transport) in TRANSPORTS.iter().enumerate() {
+                        let v = self.queries[(q * RCODES.len() + r) * TRANSPORTS.len() + t]
+                            .load(Relaxed);
+                        if v > 0 {
+                            let labels = [
+                                ("qtype", *qtype),
+                                ("rcode", *rcode),
+                                ("transport", *transport),
+                            ];
+                            m.encode_family(&labels.as_slice())?
+                                .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+                        }
+                    }
+                }
+            }
+        }
+        for (name, help, values) in [
+            (
+                "roster_dns_truncated",
+                "Answers sent with TC=1 because they did not fit",
+                &self.truncated,
+            ),
+            (
+                "roster_dns_malformed",
+                "Messages that could not be parsed (FORMERR or dropped)",
+                &self.malformed,
+            ),
+        ] {
+            let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (t, transport) in TRANSPORTS.iter().enumerate() {
+                let labels = [("transport", *transport)];
+                m.encode_family(&labels.as_slice())?
+                    .encode_counter::<NoLabelSet, _, u64>(&values[t].load(Relaxed), None)?;
+            }
+        }
+        histogram(
+            &mut e,
+            "roster_dns_answer_duration_seconds",
+            "Time from receiving a query to sending its answer",
+            &[
+                (&[("transport", "udp")], &self.answer_latency[0]),
+                (&[("transport", "tcp")], &self.answer_latency[1]),
+            ],
+        )?;
+        {
+            let mut m = e.encode_descriptor(
+                "roster_source_events",
+                "Pod events received from the source, by kind",
+                None,
+                MetricType::Counter,
+            )?;
+            for (i, kind) in EVENTS.iter().enumerate() {
+                let labels = [("kind", *kind)];
+                m.encode_family(&labels.as_slice())?
+                    .encode_counter::<NoLabelSet, _, u64>(&self.events[i].load(Relaxed), None)?;
+            }
+        }
+        counter(
+            &mut e,
+            "roster_source_reloads",
+            "Versions of the pods file applied",
+            self.reloads.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "roster_source_errors",
+            "Failed attempts of the source: pods file reloads that did not parse, API requests that failed",
+            self.health.errors_total(),
+        )?;
+        let last_sync = self
+            .health
+            .last_sync()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        gauge(
+            &mut e,
+            "roster_source_last_sync_timestamp_seconds",
+            "Unix time of the last successful sync with the source (0: never)",
+            last_sync,
+        )?;
+        histogram(
+            &mut e,
+            "roster_programming_latency_seconds",
+            "Time from a pod change reaching roster to the new answer being served",
+            &[(&[], &self.programming_latency)],
+        )?;
+        {
+            let mut m = e.encode_descriptor(
+                "roster_members",
+                "Members holding names, by state (published, or why not)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (i, state) in MEMBER_STATES.iter().enumerate() {
+                let labels = [("state", *state)];
+                m.encode_family(&labels.as_slice())?
+                    .encode_gauge(&self.members[i].load(Relaxed))?;
+            }
+        }
+        {
+            let mut m = e.encode_descriptor(
+                "roster_skipped_pods",
+                "Pods that ask to be members but cannot have a name, by reason",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (i, reason) in SkipReason::ALL.iter().enumerate() {
+                let labels = [("reason", reason.as_str())];
+                m.encode_family(&labels.as_slice())?
+                    .encode_gauge(&self.skipped[i].load(Relaxed))?;
+            }
+        }
+        gauge(
+            &mut e,
+            "roster_services",
+            "Services with at least one member holding a name",
+            self.services.load(Relaxed),
+        )?;
+        gauge(
+            &mut e,
+            "roster_conflicting_names",
+            "Member names claimed by more than one pod now",
+            self.conflicts.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "roster_conflicts",
+            "Conflicts seen: a pod claiming a member name another pod holds",
+            self.conflicts_total.load(Relaxed),
+        )?;
+        gauge(
+            &mut e,
+            "roster_zone_serial",
+            "SOA serial of the zone served",
+            self.serial.load(Relaxed) as i64,
+        )?;
+        gauge(
+            &mut e,
+            "roster_ready",
+            "1 when the first complete list is served and roster is not shutting down",
+            self.ready.load(Relaxed),
+        )?;
+        let mut info =
+            e.encode_descriptor("roster_build", "roster's version", None, MetricType::Info)?;
+        info.encode_info(&[("version", env!("CARGO_PKG_VERSION"))].as_slice())?;
+        Ok(())
+    }
+}
