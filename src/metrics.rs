@@ -65,20 +65,18 @@ impl Histogram {
         self.count.load(Relaxed)
     }
 
-    /// (sum in seconds, count, cumulative buckets) as Prometheus wants them.
+    /// (sum in seconds, count, per-bucket counts) as prometheus-client's encoder takes them (it
+    /// makes them cumulative itself); the last bucket, +Inf, holds what lies above every bound.
     fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
-        let mut cumulative = 0;
+        let count = self.count.load(Relaxed);
         let mut buckets: Vec<(f64, u64)> = self
             .bounds
             .iter()
             .zip(self.buckets.iter())
-            .map(|(&b, c)| {
-                cumulative += c.load(Relaxed);
-                (b, cumulative)
-            })
+            .map(|(&b, c)| (b, c.load(Relaxed)))
             .collect();
-        let count = self.count.load(Relaxed);
-        buckets.push((f64::INFINITY, count));
+        let bounded: u64 = buckets.iter().map(|(_, c)| c).sum();
+        buckets.push((f64::MAX, count.saturating_sub(bounded))); // written as +Inf
         (self.sum_ns.load(Relaxed) as f64 / 1e9, count, buckets)
     }
 }
@@ -240,8 +238,12 @@ fn histogram(
     let mut m = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
     for (labels, h) in series {
         let (sum, count, buckets) = h.snapshot();
-        m.encode_family(labels)?
-            .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        if labels.is_empty() {
+            m.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        } else {
+            m.encode_family(labels)?
+                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        }
     }
     Ok(())
 }
@@ -403,5 +405,27 @@ impl Collector for Metrics {
             e.encode_descriptor("roster_build", "roster's version", None, MetricType::Info)?;
         info.encode_info(&[("version", env!("CARGO_PKG_VERSION"))].as_slice())?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_once() {
+        let m = Arc::new(Metrics::new(Arc::new(Health::default())));
+        m.programming_latency.observe(Duration::from_micros(300));
+        m.programming_latency.observe(Duration::from_secs(10));
+        let text = m.render();
+        for line in [
+            "roster_programming_latency_seconds_count 2",
+            "roster_programming_latency_seconds_bucket{le=\"0.00025\"} 0",
+            "roster_programming_latency_seconds_bucket{le=\"0.0005\"} 1",
+            "roster_programming_latency_seconds_bucket{le=\"2.5\"} 1",
+            "roster_programming_latency_seconds_bucket{le=\"+Inf\"} 2",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
     }
 }

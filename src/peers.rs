@@ -149,9 +149,17 @@ pub fn lookup(server: SocketAddr, name: &str) -> Result<Vec<Peer>, PeersError> {
     match reply.metadata.response_code {
         ResponseCode::NoError => {}
         code => {
+            let detail = match code {
+                ResponseCode::NXDomain => "NXDOMAIN: the name does not exist".into(),
+                ResponseCode::ServFail => {
+                    "SERVFAIL: the server could not answer (is roster ready?)".into()
+                }
+                ResponseCode::Refused => "REFUSED: the server does not serve this name".into(),
+                other => format!("the server answered {other:?}"),
+            };
             return Err(PeersError::Answer {
                 name: name.into(),
-                detail: format!("the server answered {code}"),
+                detail,
             });
         }
     }
@@ -250,12 +258,7 @@ pub fn wait(
         match &last {
             Ok(peers) if peers.len() >= wait_for => return last,
             Err(PeersError::BadName(..)) => return last,
-            Err(e) if wait_for == 0 => {
-                return Err(PeersError::Answer {
-                    name: name.into(),
-                    detail: e.to_string(),
-                });
-            }
+            Err(_) if wait_for == 0 => return last,
             _ => {}
         }
         if started.elapsed() >= timeout {

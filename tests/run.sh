@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Runs every check of roster: formatting, lints, unit tests and the integration tests against
-# the real binary, dig, Unbound and dnsmasq.
+# Runs every check of roster: formatting, lints, unit tests, and the integration tests against
+# the real binary, dig, Unbound, dnsmasq, a fake Kubernetes API server, and the deploy/
+# manifests rendered by kubectl and validated offline by kubernetes-validate.
 #
-# The tests need these Debian packages; missing ones are installed with apt-get (as root, or
-# through sudo when it is available):
-#   bind9-dnsutils (dig)   unbound   dnsmasq-base
+# Missing tools are installed: Debian packages with apt-get (as root, or through sudo)
+#   bind9-dnsutils (dig)   unbound   dnsmasq-base   kubernetes-client (kubectl)   python3-venv
+# and kubernetes-validate from PyPI into target/k8s-validate (a virtual environment).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,8 @@ missing=()
 have dig || missing+=(bind9-dnsutils)
 have unbound || missing+=(unbound)
 have dnsmasq || missing+=(dnsmasq-base)
+have kubectl || missing+=(kubernetes-client)
+python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${missing[*]}"
@@ -27,6 +30,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   "${as_root[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+validator=target/k8s-validate/bin/kubernetes-validate
+if [ ! -x "$validator" ]; then
+  echo "tests/run.sh: installing kubernetes-validate into target/k8s-validate"
+  python3 -m venv target/k8s-validate
+  target/k8s-validate/bin/pip install -q --disable-pip-version-check kubernetes-validate
 fi
 
 if cargo fmt --version >/dev/null 2>&1; then

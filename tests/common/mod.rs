@@ -65,6 +65,8 @@ pub fn world() -> String {
 pub struct Roster {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The admin listener, when roster was started with `--admin-listen`.
+    pub admin: Option<SocketAddr>,
     pub dir: PathBuf,
     log: Arc<Mutex<String>>,
     /// Set when roster's stderr closes, that is when it has exited.
@@ -163,6 +165,7 @@ impl Roster {
         let mut roster = Roster {
             child: Some(child),
             addr,
+            admin: None,
             dir,
             log,
             closed,
@@ -171,6 +174,12 @@ impl Roster {
             .wait_log("listening for DNS", Duration::from_secs(10))
             .unwrap_or_else(|| panic!("roster did not start:\n{}", roster.log()));
         roster.addr = line.rsplit("addr=").next().unwrap().trim().parse().unwrap();
+        if args.contains(&"--admin-listen") {
+            let line = roster
+                .wait_log("admin listening", Duration::from_secs(10))
+                .unwrap_or_else(|| panic!("no admin listener:\n{}", roster.log()));
+            roster.admin = Some(line.rsplit("addr=").next().unwrap().trim().parse().unwrap());
+        }
         if ready {
             roster
                 .wait_log("serving", Duration::from_secs(10))
@@ -430,4 +439,37 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+// ---- HTTP ---------------------------------------------------------------------------------
+
+/// GET `path` over HTTP/1.0; (status code, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: roster\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_owned())
+}
+
+/// The value of one sample in a Prometheus text exposition (`name{labels}` as written), or 0.
+pub fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(sample)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
