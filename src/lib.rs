@@ -14,6 +14,8 @@
 //! - [`zone`]: the immutable snapshot, query-name parsing, and answering as a pure function.
 //! - [`dns`]: the wire, through hickory-server: protocol checks, encoding, truncation, sockets.
 //! - [`config`]: the TOML file and command-line overrides, validated into typed settings.
+//! - [`metrics`]: every exported number, lock-free; [`admin`]: the HTTP listener.
+//! - [`peers`], [`status`]: the client subcommands.
 //! - [`app`]: wires one running server together.
 
 pub mod admin;

@@ -300,3 +300,41 @@ fn a_closed_log_stream_stops_neither_serving_nor_shutdown() {
         "exits cleanly although it cannot log"
     );
 }
+
+#[test]
+fn a_tcp_query_in_flight_at_shutdown_is_answered() {
+    use std::io::{Read, Write};
+    let mut r = Roster::start(&world());
+    let q = query("db-0.db.prod.roster.internal.", RecordType::A)
+        .to_vec()
+        .unwrap();
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    let mut stream = std::net::TcpStream::connect(r.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // Half a query, then SIGTERM, then the rest.
+    stream.write_all(&framed[..10]).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let pid = r.pid().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    std::thread::sleep(Duration::from_millis(200));
+    stream.write_all(&framed[10..]).unwrap();
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).expect("the answer arrives");
+    let mut answer = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut answer).unwrap();
+    let m = hickory_server::proto::op::Message::from_vec(&answer).unwrap();
+    assert_eq!(a_records(&m), ["10.1.0.1"]);
+    let mut rest = Vec::new();
+    assert_eq!(
+        stream.read_to_end(&mut rest).unwrap(),
+        0,
+        "then the connection closes"
+    );
+    let (status, _) = r.signal("-0", Duration::from_secs(5)).expect("exits");
+    assert_eq!(status.code(), Some(0));
+}
