@@ -117,18 +117,13 @@ pub async fn check(config: &Config) -> Result<String, RunError> {
     }
 }
 
-/// UDP sockets per listen address: one per core, so that every worker thread has one.
-fn udp_sockets() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// Runs roster until `shutdown` is cancelled.
 pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::new(Arc::new(Health::default())));
     // Everything but readiness stops on `stop`, which follows `shutdown` after the drain.
     let stop = CancellationToken::new();
     let source = prepare(&config, metrics.clone(), stop.clone()).await?;
-    let listeners = listen::bind(&config.listen, udp_sockets())?;
+    let listeners = listen::bind(&config.listen, config.workers)?;
     let admin_listener = match config.admin_listen {
         Some(addr) => Some(admin::bind(addr).map_err(|source| RunError::Admin { addr, source })?),
         None => None,

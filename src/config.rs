@@ -54,6 +54,8 @@ pub struct Config {
     pub max_udp_payload: u16,
     /// A TCP connection with no query for this long is closed.
     pub tcp_idle_timeout: Duration,
+    /// Worker threads, and UDP sockets per listen address (SO_REUSEPORT).
+    pub workers: usize,
     pub identity: IdentityConfig,
     pub source: SourceConfig,
     /// HTTP health, readiness, metrics and members; `None`: not served.
@@ -68,6 +70,8 @@ pub struct Overrides {
     pub pods_file: Option<PathBuf>,
     pub kubeconfig: Option<PathBuf>,
     pub admin_listen: Option<SocketAddr>,
+    /// `Some(0)` or `None`: the file's setting.
+    pub workers: Option<usize>,
 }
 
 /// One thing wrong with a configuration.
@@ -188,6 +192,7 @@ impl Config {
                 "negative_ttl",
                 "max_udp_payload",
                 "tcp_idle_timeout",
+                "workers",
                 "nameserver",
                 "hostmaster",
             ],
@@ -307,6 +312,14 @@ impl Config {
             1,
             3600,
         ) as u64;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = match overrides.workers {
+            Some(n) if n > 0 => n,
+            _ => match w.int(dns, "dns.", "workers", 0, 0, 1024) as usize {
+                0 => cores,
+                n => n,
+            },
+        };
         let nameserver = w.name(dns, "dns.", "nameserver", DEFAULT_NAMESERVER);
         let default_hostmaster = format!(
             "hostmaster.{}",
@@ -356,6 +369,7 @@ impl Config {
             },
             max_udp_payload,
             tcp_idle_timeout: Duration::from_secs(tcp_idle_timeout),
+            workers,
             identity: IdentityConfig { publish_not_ready },
             source,
             admin_listen,
@@ -401,6 +415,7 @@ impl Config {
             "tcp_idle_timeout = {}\n",
             self.tcp_idle_timeout.as_secs()
         ));
+        out.push_str(&format!("workers = {}\n", self.workers));
         out.push_str(&format!("nameserver = {}\n", q(&z.nameserver.to_string())));
         out.push_str(&format!("hostmaster = {}\n", q(&z.hostmaster.to_string())));
         out.push_str(&format!(
@@ -751,6 +766,7 @@ type = \"etcd\"
             pods_file: Some("here.json".into()),
             kubeconfig: None,
             admin_listen: None,
+            workers: None,
         };
         let c = Config::parse(
             "[dns]\nlisten=[\"0.0.0.0:53\"]\nzones=[\"x.y\"]\n[source]\npods_file=\"p\"\n",

@@ -91,6 +91,9 @@ struct Settings {
     /// Serve /healthz, /readyz, /metrics and /members over HTTP here (replaces admin.listen).
     #[arg(long, value_name = "ADDR:PORT")]
     admin_listen: Option<SocketAddr>,
+    /// Worker threads, each with its own UDP socket per address (replaces dns.workers).
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
 }
 
 impl Settings {
@@ -101,6 +104,7 @@ impl Settings {
             pods_file: self.pods_file.clone(),
             kubeconfig: self.kubeconfig.clone(),
             admin_listen: self.admin_listen,
+            workers: self.workers,
         };
         Config::load(&self.config, &overrides)
     }
@@ -219,6 +223,7 @@ fn serve(settings: &Settings) -> ExitCode {
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.workers)
         .enable_all()
         .build()
     {

@@ -6,9 +6,11 @@
 //! no task per packet, counted malformed input, and a TCP shutdown that finishes the answer in
 //! flight.
 
+mod fast;
 pub mod listen;
 mod tcp;
 mod udp;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -226,6 +228,17 @@ fn fit(
     }
 }
 
+/// Which code answers a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// The fast path where it can, the general path otherwise (what the server does).
+    Any,
+    /// Only the fast path.
+    Fast,
+    /// Only the general path (hickory's parser and encoder).
+    General,
+}
+
 /// What a request got, for metrics and logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reply {
@@ -274,8 +287,47 @@ impl Handler {
         transport: Transport,
         out: &mut Vec<u8>,
     ) -> Option<Reply> {
+        self.answer_by(Path::Any, bytes, src, transport, out)
+    }
+
+    /// [`Handler::answer`] through a chosen path, so that tests and benchmarks can compare them.
+    /// `Path::Fast` answers `None` where the fast path declines.
+    pub fn answer_by(
+        &self,
+        path: Path,
+        bytes: &[u8],
+        src: SocketAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Option<Reply> {
         let started = Instant::now();
         out.clear();
+        let fast = match path {
+            Path::Any | Path::Fast => self.answer_fast(bytes, transport, out),
+            Path::General => None,
+        };
+        let reply = match (fast, path) {
+            (Some(reply), _) => Some(reply),
+            (None, Path::Fast) => return None,
+            (None, _) => {
+                out.clear();
+                self.answer_general(bytes, src, transport, out)
+            }
+        };
+        if let Some(r) = reply {
+            self.metrics
+                .query(r.qtype, r.rcode, transport, r.truncated, started.elapsed());
+        }
+        reply
+    }
+
+    fn answer_general(
+        &self,
+        bytes: &[u8],
+        src: SocketAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Option<Reply> {
         let Ok(header) = Header::read(&mut BinDecoder::new(bytes)) else {
             self.metrics.malformed(transport);
             return None;
@@ -307,13 +359,6 @@ impl Handler {
                 }
             }
         };
-        self.metrics.query(
-            reply.qtype,
-            reply.rcode,
-            transport,
-            reply.truncated,
-            started.elapsed(),
-        );
         Some(reply)
     }
 

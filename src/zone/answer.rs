@@ -51,26 +51,46 @@ pub enum Rdata<'s> {
     Ns,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Answer<'s> {
+/// The records of an answer, as views into the snapshot: nothing is copied or allocated, so the
+/// wire layer can write them straight out.
+#[derive(Clone, Copy, Debug)]
+pub enum Records<'s> {
+    None,
+    /// The SOA or NS record of the apex.
+    Apex(Rdata<'s>),
+    /// The A (`v4`) or AAAA records of these members, in order.
+    Addresses {
+        members: &'s [MemberNode],
+        v4: bool,
+    },
+    /// SRV records; `glue` when their targets' addresses go to the additional section.
+    Srv {
+        service: &'s ServiceNode,
+        targets: &'s [SrvTarget],
+        glue: bool,
+    },
+    /// PTR records to these relative names.
+    Ptr(&'s [Box<str>]),
+}
+
+/// What a question gets, before any encoding.
+#[derive(Clone, Copy, Debug)]
+pub struct Resolution<'s> {
     pub kind: AnswerKind,
     /// Labels of the zone apex, counted from the right of the question: the owner of the SOA.
     pub apex_labels: usize,
     /// Index into [`ZoneSettings::zones`] of the zone SRV and PTR targets live in.
     pub target_zone: usize,
-    pub records: Vec<Rdata<'s>>,
-    /// Members whose addresses go to the additional section (SRV targets), in answer order.
-    pub glue: Vec<&'s MemberNode>,
+    pub records: Records<'s>,
 }
 
-impl<'s> Answer<'s> {
+impl<'s> Resolution<'s> {
     fn new(kind: AnswerKind, apex_labels: usize, target_zone: usize) -> Self {
         Self {
             kind,
             apex_labels,
             target_zone,
-            records: Vec::new(),
-            glue: Vec::new(),
+            records: Records::None,
         }
     }
 
@@ -79,36 +99,133 @@ impl<'s> Answer<'s> {
         matches!(self.kind, AnswerKind::NoData | AnswerKind::NxDomain)
     }
 
-    fn with(mut self, records: Vec<Rdata<'s>>) -> Self {
-        self.kind = if records.is_empty() {
+    /// The answer section, in order.
+    pub fn records(&self) -> impl Iterator<Item = Rdata<'s>> + 's {
+        let (apex, members, v4, srv, ptr) = match self.records {
+            Records::None => (None, None, false, None, None),
+            Records::Apex(r) => (Some(r), None, false, None, None),
+            Records::Addresses { members, v4 } => (None, Some(members), v4, None, None),
+            Records::Srv {
+                service, targets, ..
+            } => (None, None, false, Some((service, targets)), None),
+            Records::Ptr(names) => (None, None, false, None, Some(names)),
+        };
+        let addresses = members.into_iter().flatten().flat_map(move |m| {
+            let a = m.v4.iter().filter(move |_| v4).map(|a| Rdata::A(*a));
+            let aaaa = m.v6.iter().filter(move |_| !v4).map(|a| Rdata::Aaaa(*a));
+            a.chain(aaaa)
+        });
+        let srv = srv.into_iter().flat_map(|(service, targets)| {
+            targets.iter().map(move |t| Rdata::Srv {
+                port: t.port,
+                target: &service.members[t.member as usize].relative,
+            })
+        });
+        let ptr = ptr.into_iter().flatten().map(|n| Rdata::Ptr(n));
+        apex.into_iter().chain(addresses).chain(srv).chain(ptr)
+    }
+
+    /// Members whose addresses go to the additional section (SRV targets), in answer order.
+    pub fn glue(&self) -> impl Iterator<Item = &'s MemberNode> + 's {
+        let srv = match self.records {
+            Records::Srv {
+                service,
+                targets,
+                glue: true,
+            } => Some((service, targets)),
+            _ => None,
+        };
+        srv.into_iter().flat_map(|(service, targets)| {
+            targets
+                .iter()
+                .map(move |t| &service.members[t.member as usize])
+        })
+    }
+
+    fn with(mut self, records: Records<'s>) -> Self {
+        let empty = match records {
+            Records::None => true,
+            Records::Apex(_) => false,
+            Records::Addresses { members, v4 } => !members.iter().any(|m| {
+                if v4 {
+                    !m.v4.is_empty()
+                } else {
+                    !m.v6.is_empty()
+                }
+            }),
+            Records::Srv { targets, .. } => targets.is_empty(),
+            Records::Ptr(names) => names.is_empty(),
+        };
+        self.kind = if empty {
             AnswerKind::NoData
         } else {
             AnswerKind::Data
         };
-        self.records = records;
+        self.records = if empty { Records::None } else { records };
         self
     }
 }
 
-/// Answers one question. `labels` is the question name, leftmost label first, lower-case.
+/// An answer with its records collected, for callers that want values (tests, the general
+/// path).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer<'s> {
+    pub kind: AnswerKind,
+    pub apex_labels: usize,
+    pub target_zone: usize,
+    pub records: Vec<Rdata<'s>>,
+    /// Members whose addresses go to the additional section (SRV targets), in answer order.
+    pub glue: Vec<&'s MemberNode>,
+}
+
+impl<'s> Answer<'s> {
+    /// Whether the authority section carries the zone's SOA (negative answers, RFC 2308).
+    pub fn has_soa_authority(&self) -> bool {
+        matches!(self.kind, AnswerKind::NoData | AnswerKind::NxDomain)
+    }
+}
+
+impl<'s> From<Resolution<'s>> for Answer<'s> {
+    fn from(r: Resolution<'s>) -> Self {
+        Answer {
+            kind: r.kind,
+            apex_labels: r.apex_labels,
+            target_zone: r.target_zone,
+            records: r.records().collect(),
+            glue: r.glue().collect(),
+        }
+    }
+}
+
+/// Answers one question, collecting the records. See [`resolve`].
 pub fn answer<'s>(
     settings: &ZoneSettings,
     snapshot: Option<&'s Snapshot>,
     labels: &[&[u8]],
     qtype: QType,
 ) -> Answer<'s> {
+    resolve(settings, snapshot, labels, qtype).into()
+}
+
+/// Answers one question. `labels` is the question name, leftmost label first, lower-case.
+pub fn resolve<'s>(
+    settings: &ZoneSettings,
+    snapshot: Option<&'s Snapshot>,
+    labels: &[&[u8]],
+    qtype: QType,
+) -> Resolution<'s> {
     let mut buf = NameBuf::default();
     let parsed = parse(&settings.zones, &settings.reverse_zones, labels, &mut buf);
     let (apex_labels, target_zone) = match parsed {
-        QueryName::OutOfZone => return Answer::new(AnswerKind::Refused, 0, 0),
+        QueryName::OutOfZone => return Resolution::new(AnswerKind::Refused, 0, 0),
         QueryName::Forward { zone, .. } => (settings.zones[zone].labels().len(), zone),
         QueryName::Reverse { zone, .. } => (settings.reverse_zones[zone].name.labels().len(), 0),
     };
     let Some(snapshot) = snapshot else {
-        return Answer::new(AnswerKind::NotReady, apex_labels, target_zone);
+        return Resolution::new(AnswerKind::NotReady, apex_labels, target_zone);
     };
-    let exists = Answer::new(AnswerKind::NoData, apex_labels, target_zone);
-    let nxdomain = Answer::new(AnswerKind::NxDomain, apex_labels, target_zone);
+    let exists = Resolution::new(AnswerKind::NoData, apex_labels, target_zone);
+    let nxdomain = Resolution::new(AnswerKind::NxDomain, apex_labels, target_zone);
     match parsed {
         QueryName::OutOfZone => unreachable!("handled above"),
         QueryName::Forward { name, .. } => match name {
@@ -138,7 +255,7 @@ pub fn answer<'s>(
             } => {
                 let service = snapshot.service(key);
                 match service.and_then(|s| s.port(port, protocol).map(|p| (s, p))) {
-                    Some((s, p)) => srv_answer(exists, s, &p.targets, qtype),
+                    Some((s, p)) => exists.with(srv(s, &p.targets, qtype)),
                     None => nxdomain,
                 }
             }
@@ -147,7 +264,7 @@ pub fn answer<'s>(
             ReverseName::Apex => exists.with(apex(qtype)),
             ReverseName::Address(ip) => match snapshot.reverse(&ip) {
                 Some(targets) if matches!(qtype, QType::Ptr | QType::Any) => {
-                    exists.with(targets.iter().map(|t| Rdata::Ptr(t)).collect())
+                    exists.with(Records::Ptr(targets))
                 }
                 Some(_) => exists,
                 None => nxdomain,
@@ -158,81 +275,62 @@ pub fn answer<'s>(
     }
 }
 
-fn apex<'s>(qtype: QType) -> Vec<Rdata<'s>> {
+fn apex<'s>(qtype: QType) -> Records<'s> {
     match qtype {
-        QType::Soa | QType::Any => vec![Rdata::Soa],
-        QType::Ns => vec![Rdata::Ns],
-        _ => vec![],
+        QType::Soa | QType::Any => Records::Apex(Rdata::Soa),
+        QType::Ns => Records::Apex(Rdata::Ns),
+        _ => Records::None,
     }
 }
 
-/// A and AAAA records of `members`, in member order. `ANY` gives the A RRset when there is one,
-/// else the AAAA RRset (RFC 8482: one RRset is enough).
-fn addresses<'s>(members: &'s [MemberNode], qtype: QType) -> Vec<Rdata<'s>> {
-    let v4 = || {
-        members
-            .iter()
-            .flat_map(|m| m.v4.iter().map(|a| Rdata::A(*a)))
-    };
-    let v6 = || {
-        members
-            .iter()
-            .flat_map(|m| m.v6.iter().map(|a| Rdata::Aaaa(*a)))
-    };
+/// A or AAAA records of `members`. `ANY` gives the A RRset when there is one, else the AAAA
+/// RRset (RFC 8482: one RRset is enough).
+fn addresses<'s>(members: &'s [MemberNode], qtype: QType) -> Records<'s> {
     match qtype {
-        QType::A => v4().collect(),
-        QType::Aaaa => v6().collect(),
+        QType::A => Records::Addresses { members, v4: true },
+        QType::Aaaa => Records::Addresses { members, v4: false },
         QType::Any => {
-            let a: Vec<_> = v4().collect();
-            if a.is_empty() { v6().collect() } else { a }
+            let v4 = members.iter().any(|m| !m.v4.is_empty());
+            Records::Addresses { members, v4 }
         }
-        _ => vec![],
+        _ => Records::None,
     }
 }
 
-fn service_answer<'s>(exists: Answer<'s>, service: &'s ServiceNode, qtype: QType) -> Answer<'s> {
+fn service_answer<'s>(
+    exists: Resolution<'s>,
+    service: &'s ServiceNode,
+    qtype: QType,
+) -> Resolution<'s> {
     match qtype {
-        QType::Srv => srv_answer(exists, service, &service.primary, qtype),
+        QType::Srv => exists.with(srv(service, &service.primary, qtype)),
         QType::Any => {
-            let records = addresses(&service.members, qtype);
-            if records.is_empty() {
-                srv_answer(exists, service, &service.primary, qtype)
+            let with_addresses = exists.with(addresses(&service.members, qtype));
+            if with_addresses.kind == AnswerKind::Data {
+                with_addresses
             } else {
-                exists.with(records)
+                exists.with(srv(service, &service.primary, qtype))
             }
         }
         _ => exists.with(addresses(&service.members, qtype)),
     }
 }
 
-fn srv_answer<'s>(
-    exists: Answer<'s>,
-    service: &'s ServiceNode,
-    targets: &'s [SrvTarget],
-    qtype: QType,
-) -> Answer<'s> {
-    if !matches!(qtype, QType::Srv | QType::Any) {
-        return exists;
+/// SRV records to `targets`; their addresses go to the additional section, except for ANY.
+fn srv<'s>(service: &'s ServiceNode, targets: &'s [SrvTarget], qtype: QType) -> Records<'s> {
+    match qtype {
+        QType::Srv => Records::Srv {
+            service,
+            targets,
+            glue: true,
+        },
+        QType::Any => Records::Srv {
+            service,
+            targets,
+            glue: false,
+        },
+        _ => Records::None,
     }
-    let records = targets
-        .iter()
-        .map(|t| Rdata::Srv {
-            port: t.port,
-            target: &service.members[t.member as usize].relative,
-        })
-        .collect();
-    let mut answer = exists.with(records);
-    if qtype == QType::Srv {
-        // One glue entry per member, even when it serves several ports.
-        let mut seen: Vec<u32> = Vec::with_capacity(targets.len());
-        for t in targets {
-            if !seen.contains(&t.member) {
-                seen.push(t.member);
-                answer.glue.push(&service.members[t.member as usize]);
-            }
-        }
-    }
-    answer
 }
 
 #[cfg(test)]

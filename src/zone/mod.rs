@@ -18,7 +18,7 @@ use crate::identity::{Identity, NamedPort, ServiceId, SkipReason, Unpublished};
 use crate::source::PodKey;
 use crate::source::Protocol;
 
-pub use answer::{Answer, AnswerKind, QType, Rdata, answer};
+pub use answer::{Answer, AnswerKind, QType, Rdata, Records, Resolution, answer, resolve};
 pub use name::{DomainName, ReverseZone};
 
 /// Everything about the served zones that comes from configuration, not from pods.

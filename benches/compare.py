@@ -1,0 +1,372 @@
+#!/usr/bin/env python3
+"""roster against Knot DNS and NSD on the same zone, on this machine.
+
+Each server serves the same names and records (N services x M members: member A, service A,
+service SRV and _peer._tcp SRV) -- roster from a PodList, Knot and NSD from a zone file -- pinned
+to one core with one worker, while dnsperf runs pinned to the other core. Servers run in turn
+(A B C A B C ...), and each figure is the median of the runs with its range.
+
+Reported: queries per second; queries per second of server CPU time (utime + stime from
+/proc/PID/stat); roster's ratio to each; lost queries; the same over EDNS at 100,000 members;
+TCP with pipelined queries; resident memory after loading and the time from start to the first
+answer; and freshness (see benches/kube.rs for the Kubernetes source).
+
+    benches/compare.py                 # everything (about 10 minutes)
+    benches/compare.py --quick         # one run of each, shorter
+    benches/compare.py --only udp5k    # one scenario: udp5k, edns100k, tcp5k, load100k
+
+Installs knot, nsd and dnsperf (Debian packages) when missing; needs root for that.
+"""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ZONE = "roster.internal."
+NS = "bench"
+SERVER_CORE = "0"
+CLIENT_CORE = "1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def ensure_tools():
+    missing = [pkg for tool, pkg in [("/usr/sbin/knotd", "knot"), ("/usr/sbin/nsd", "nsd"), ("dnsperf", "dnsperf")]
+               if not (os.path.exists(tool) or shutil.which(tool))]
+    if missing:
+        print(f"installing {' '.join(missing)}", file=sys.stderr)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=True, env=env)
+
+
+def ip(n):
+    return f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255 or 1}"
+
+
+def dataset(services, members, workdir):
+    """Writes pods.json (a PodList) and zone file roster.internal.zone; returns query names."""
+    items, lines = [], [
+        f"$ORIGIN {ZONE}",
+        "$TTL 5",
+        f"@ IN SOA roster.roster-system.svc.cluster.local. hostmaster.roster.internal. 1 3600 600 86400 5",
+        "@ IN NS roster.roster-system.svc.cluster.local.",
+    ]
+    n = 0
+    for s in range(services):
+        svc = f"svc{s}"
+        for m in range(members):
+            n += 1
+            name = f"{svc}-{m}"
+            addr = ip(n)
+            items.append({
+                "metadata": {"name": name, "namespace": NS, "labels": {"roster.io/service": svc},
+                             "creationTimestamp": "2026-01-01T00:00:00Z"},
+                "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"name": "peer", "containerPort": 7000}]}]},
+                "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                           "podIP": addr, "podIPs": [{"ip": addr}]},
+            })
+            target = f"{name}.{svc}.{NS}.{ZONE}"
+            lines.append(f"{name}.{svc}.{NS} IN A {addr}")
+            lines.append(f"{svc}.{NS} IN A {addr}")
+            lines.append(f"{svc}.{NS} IN SRV 0 1 7000 {target}")
+            lines.append(f"_peer._tcp.{svc}.{NS} IN SRV 0 1 7000 {target}")
+    with open(os.path.join(workdir, "pods.json"), "w") as f:
+        json.dump({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": items}, f)
+    with open(os.path.join(workdir, "roster.internal.zone"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def queries(services, members, count, path, seed=7):
+    """The mix: 60% member A, 15% service SRV, 10% _peer._tcp SRV, 10% service A, 5% nonexistent."""
+    rnd = random.Random(seed)
+    with open(path, "w") as f:
+        for _ in range(count):
+            s, m, r = rnd.randrange(services), rnd.randrange(members), rnd.random()
+            svc = f"svc{s}.{NS}.{ZONE}"
+            if r < 0.60:
+                f.write(f"svc{s}-{m}.{svc} A\n")
+            elif r < 0.75:
+                f.write(f"{svc} SRV\n")
+            elif r < 0.85:
+                f.write(f"_peer._tcp.{svc} SRV\n")
+            elif r < 0.95:
+                f.write(f"{svc} A\n")
+            else:
+                f.write(f"nope{rnd.randrange(1 << 30)}.{svc} A\n")
+
+
+def free_port():
+    while True:
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(("127.0.0.1", 0))
+        port = u.getsockname()[1]
+        t = socket.socket()
+        try:
+            t.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            t.close()
+            u.close()
+
+
+def dns_query(port, name, timeout=0.2):
+    q = struct.pack(">HHHHHH", 0x1234, 0, 1, 0, 0, 0)
+    for label in name.rstrip(".").split("."):
+        q += bytes([len(label)]) + label.encode()
+    q += b"\x00" + struct.pack(">HH", 1, 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    try:
+        s.sendto(q, ("127.0.0.1", port))
+        data, _ = s.recvfrom(4096)
+        return data[3] & 0x0F, struct.unpack(">H", data[6:8])[0]
+    except OSError:
+        return None
+    finally:
+        s.close()
+
+
+class Server:
+    """One server process, pinned to SERVER_CORE."""
+
+    def __init__(self, kind, workdir, port):
+        self.kind, self.workdir, self.port = kind, workdir, port
+        self.proc = None
+
+    def command(self):
+        w, p = self.workdir, self.port
+        if self.kind == "roster":
+            binary = os.path.join(ROOT, "target", "release", "roster")
+            with open(os.path.join(w, "roster.toml"), "w") as f:
+                f.write("[source]\npods_file = \"pods.json\"\n")
+            return [binary, "serve", "--config", os.path.join(w, "roster.toml"), "--listen", f"127.0.0.1:{p}", "--workers", "1"]
+        if self.kind == "knot":
+            conf = os.path.join(w, "knot.conf")
+            with open(conf, "w") as f:
+                f.write(f"""server:
+    rundir: "{w}/knot-run"
+    listen: 127.0.0.1@{p}
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "{w}/knot-db"
+log:
+  - target: stderr
+    any: error
+template:
+  - id: default
+    storage: "{w}"
+    zonefile-sync: -1
+    zonefile-load: whole
+    journal-content: none
+zone:
+  - domain: {ZONE}
+    file: roster.internal.zone
+""")
+            os.makedirs(f"{w}/knot-run", exist_ok=True)
+            os.makedirs(f"{w}/knot-db", exist_ok=True)
+            return ["/usr/sbin/knotd", "-c", conf]
+        if self.kind == "nsd":
+            conf = os.path.join(w, "nsd.conf")
+            with open(conf, "w") as f:
+                f.write(f"""server:
+    ip-address: 127.0.0.1@{p}
+    server-count: 1
+    tcp-count: 100
+    username: ""
+    chroot: ""
+    zonesdir: "{w}"
+    database: ""
+    zonelistfile: "{w}/nsd-zone.list"
+    xfrdfile: "{w}/nsd-xfrd.state"
+    pidfile: "{w}/nsd.pid"
+    verbosity: 0
+    hide-version: yes
+    rrl-ratelimit: 0
+    reuseport: no
+remote-control:
+    control-enable: no
+zone:
+    name: {ZONE}
+    zonefile: roster.internal.zone
+""")
+            return ["/usr/sbin/nsd", "-d", "-c", conf]
+        raise ValueError(self.kind)
+
+    def start(self):
+        started = time.monotonic()
+        env = dict(os.environ, RUST_LOG="warn")
+        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CORE, *self.command()], cwd=self.workdir,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        probe = f"svc0-0.svc0.{NS}.{ZONE}"
+        while time.monotonic() - started < 120:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}")
+            answer = dns_query(self.port, probe, 0.05)
+            if answer and answer[0] == 0 and answer[1] > 0:
+                return time.monotonic() - started
+            time.sleep(0.005)
+        raise RuntimeError(f"{self.kind} did not answer")
+
+    def cpu_seconds(self):
+        total = 0
+        for pid in self.pids():
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / CLK_TCK
+
+    def pids(self):
+        """The server and all its descendants (NSD serves from forked children)."""
+        pids, i = [self.proc.pid], 0
+        while i < len(pids):
+            out = subprocess.run(["pgrep", "-P", str(pids[i])], capture_output=True, text=True).stdout
+            pids += [int(p) for p in out.split()]
+            i += 1
+        return pids
+
+    def rss_mib(self):
+        total = 0
+        for pid in self.pids():
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        return total / 1024
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            for pid in self.pids()[1:]:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def dnsperf(port, query_file, seconds, edns=False, tcp=False):
+    args = ["taskset", "-c", CLIENT_CORE, "dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", query_file,
+            "-l", str(seconds), "-c", "8", "-T", "1", "-q", "200", "-t", "2"]
+    if edns:
+        args.append("-e")
+    if tcp:
+        args += ["-m", "tcp"]
+    out = subprocess.run(args, capture_output=True, text=True).stdout
+    stats = {}
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("Queries sent:"):
+            stats["sent"] = int(line.split()[2])
+        elif line.startswith("Queries completed:"):
+            stats["completed"] = int(line.split()[2])
+        elif line.startswith("Queries lost:"):
+            stats["lost"] = int(line.split()[2])
+        elif line.startswith("Queries per second:"):
+            stats["qps"] = float(line.split()[3])
+    return stats
+
+
+def scenario(name, services, members, runs, seconds, edns=False, tcp=False):
+    with tempfile.TemporaryDirectory(prefix="roster-compare-") as w:
+        dataset(services, members, w)
+        qfile = os.path.join(w, "queries.txt")
+        queries(services, members, 200_000, qfile)
+        results = {k: [] for k in ("roster", "knot", "nsd")}
+        for _ in range(runs):
+            for kind in ("roster", "knot", "nsd"):
+                server = Server(kind, w, free_port())
+                try:
+                    server.start()
+                    dnsperf(server.port, qfile, 1, edns, tcp)  # warm up
+                    cpu0 = server.cpu_seconds()
+                    stats = dnsperf(server.port, qfile, seconds, edns, tcp)
+                    cpu = server.cpu_seconds() - cpu0
+                    stats["qps_cpu"] = stats.get("completed", 0) / cpu if cpu > 0 else 0.0
+                    results[kind].append(stats)
+                finally:
+                    server.stop()
+        report(name, services * members, results, edns, tcp)
+        return results
+
+
+def median_range(values):
+    return statistics.median(values), min(values), max(values)
+
+
+def report(name, members, results, edns, tcp):
+    transport = "TCP, pipelined" if tcp else ("UDP, EDNS" if edns else "UDP, no EDNS")
+    print(f"\n### {name}: {members:,} members, {transport}\n")
+    print("| server | qps (median) | qps range | qps per CPU-second | lost |")
+    print("|---|---|---|---|---|")
+    med = {}
+    for kind, runs in results.items():
+        qps = median_range([r.get("qps", 0.0) for r in runs])
+        cpu = median_range([r["qps_cpu"] for r in runs])
+        lost = sum(r.get("lost", 0) for r in runs)
+        sent = sum(r.get("sent", 0) for r in runs)
+        med[kind] = (qps[0], cpu[0])
+        print(f"| {kind} | {qps[0]:,.0f} | {qps[1]:,.0f} - {qps[2]:,.0f} | {cpu[0]:,.0f} | {lost} of {sent:,} |")
+    for other in ("knot", "nsd"):
+        if med[other][0] and med[other][1]:
+            print(f"\nroster / {other}: {med['roster'][0] / med[other][0]:.2f} x qps, "
+                  f"{med['roster'][1] / med[other][1]:.2f} x qps per CPU-second")
+
+
+def load(services, members):
+    with tempfile.TemporaryDirectory(prefix="roster-compare-") as w:
+        dataset(services, members, w)
+        print(f"\n### Loading {services * members:,} members\n")
+        print("| server | start to first answer (s) | resident memory after load (MiB) |")
+        print("|---|---|---|")
+        for kind in ("roster", "knot", "nsd"):
+            server = Server(kind, w, free_port())
+            try:
+                took = server.start()
+                time.sleep(1)
+                print(f"| {kind} | {took:.2f} | {server.rss_mib():.1f} |")
+            finally:
+                server.stop()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one run of each scenario, 5 s each")
+    parser.add_argument("--only", choices=["udp5k", "edns100k", "tcp5k", "load100k"], action="append")
+    args = parser.parse_args()
+    ensure_tools()
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "roster"], cwd=ROOT, check=True)
+    runs, seconds = (1, 5) if args.quick else (3, 10)
+    only = set(args.only or ["udp5k", "edns100k", "tcp5k", "load100k"])
+    print(f"roster vs Knot DNS vs NSD; each server on core {SERVER_CORE} with one worker, dnsperf on core "
+          f"{CLIENT_CORE} (-c 8 -q 200); {runs} run(s) of {seconds} s, servers in turn")
+    if "udp5k" in only:
+        scenario("udp5k", 1000, 5, runs, seconds)
+    if "edns100k" in only:
+        scenario("edns100k", 10_000, 10, runs, seconds, edns=True)
+    if "tcp5k" in only:
+        scenario("tcp5k", 1000, 5, runs, seconds, tcp=True)
+    if "load100k" in only:
+        load(20_000, 5)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,364 @@
+//! The fast path answers byte for byte as the general path (hickory's parser and encoder) does,
+//! for every record kind, negative answer, EDNS size, header flag and case, and it declines
+//! (leaving the general path to answer) whatever it does not handle. Every integration test
+//! runs on the fast path too, since the server tries it first.
+
+use std::sync::Arc;
+
+use hickory_server::proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_server::proto::rr::{DNSClass, Name, RecordType};
+use roster::dns::{Handler, Path};
+use roster::identity::IdentityConfig;
+use roster::membership::{Membership, Published};
+use roster::metrics::{Metrics, Transport};
+use roster::source::{Health, PodEvent, PodView, PortView, Protocol, Scope};
+use roster::zone::{DomainName, ReverseZone, ZoneSettings};
+
+fn pod(ns: &str, name: &str, service: &str, ips: &[&str], ready: bool) -> PodView {
+    PodView {
+        namespace: ns.into(),
+        name: name.into(),
+        label_service: Some(service.into()),
+        ips: ips.iter().map(|i| i.parse().unwrap()).collect(),
+        ready,
+        created: Some(1),
+        ports: vec![
+            PortView {
+                container: 0,
+                name: Some("client".into()),
+                number: 5432,
+                protocol: Some(Protocol::Tcp),
+            },
+            PortView {
+                container: 0,
+                name: Some("peer".into()),
+                number: 7000,
+                protocol: Some(Protocol::Tcp),
+            },
+            PortView {
+                container: 1,
+                name: Some("gossip".into()),
+                number: 7946,
+                protocol: Some(Protocol::Udp),
+            },
+        ],
+        ..Default::default()
+    }
+}
+
+/// db (dual stack, one not ready), big (40 members: answers that need truncation or lose
+/// glue), cache (none published), in two zones with reverse zones.
+fn handler() -> Handler {
+    let mut pods = vec![
+        pod("prod", "db-0", "db", &["10.0.0.1", "fd00::1"], true),
+        pod("prod", "db-1", "db", &["10.0.0.2"], true),
+        pod("prod", "db-2", "db", &["10.0.0.3"], false),
+        pod("prod", "cache-0", "cache", &["10.0.2.1"], false),
+    ];
+    for i in 0..40 {
+        pods.push(pod(
+            "prod",
+            &format!("big-{i}"),
+            "big",
+            &[&format!("10.0.1.{}", i + 1), &format!("fd00::1:{i:x}")],
+            true,
+        ));
+    }
+    let mut m = Membership::new(IdentityConfig::default(), [Scope::Cluster]);
+    m.handle(PodEvent::Init(Scope::Cluster));
+    for p in pods {
+        m.handle(PodEvent::InitApply(Scope::Cluster, p));
+    }
+    m.handle(PodEvent::InitDone(Scope::Cluster));
+    let published = Arc::new(Published::empty());
+    published.store(m.publish());
+    let settings = ZoneSettings {
+        zones: vec![
+            DomainName::parse("roster.internal").unwrap(),
+            DomainName::parse("Other.Example").unwrap(),
+        ],
+        reverse_zones: vec![
+            ReverseZone::parse("10.in-addr.arpa").unwrap(),
+            ReverseZone::parse("d.f.ip6.arpa").unwrap(),
+        ],
+        ttl: 5,
+        negative_ttl: 7,
+        nameserver: DomainName::parse("roster.roster-system.svc.cluster.local").unwrap(),
+        hostmaster: DomainName::parse("hostmaster.roster.internal").unwrap(),
+    };
+    Handler::new(
+        settings,
+        1232,
+        published,
+        Arc::new(Metrics::new(Arc::new(Health::default()))),
+    )
+}
+
+fn query(name: &str, qtype: RecordType, edns: Option<u16>, rd: bool, cd: bool) -> Vec<u8> {
+    let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = rd;
+    m.metadata.checking_disabled = cd;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    if let Some(payload) = edns {
+        let mut e = Edns::new();
+        e.set_max_payload(payload);
+        m.set_edns(e);
+    }
+    m.to_vec().unwrap()
+}
+
+/// Both paths on `bytes`; panics if the fast path answers differently. Returns whether the fast
+/// path answered.
+fn compare(h: &Handler, bytes: &[u8], transport: Transport, what: &str) -> bool {
+    let src = "127.0.0.1:5353".parse().unwrap();
+    let (mut fast, mut general) = (Vec::new(), Vec::new());
+    let f = h.answer_by(Path::Fast, bytes, src, transport, &mut fast);
+    let g = h.answer_by(Path::General, bytes, src, transport, &mut general);
+    if f.is_some() {
+        assert_eq!(f, g, "{what}: the same reply summary");
+        if fast != general {
+            let show = |b: &[u8]| {
+                Message::from_vec(b)
+                    .map(|m| format!("{m:#?}"))
+                    .unwrap_or_default()
+            };
+            panic!(
+                "{what}: fast and general answers differ\nfast    {fast:02x?}\ngeneral {general:02x?}\n{}\n{}",
+                show(&fast),
+                show(&general)
+            );
+        }
+    }
+    f.is_some()
+}
+
+const NAMES: &[&str] = &[
+    "db-0.db.prod.roster.internal.",
+    "DB-0.Db.PROD.roster.INTERNAL.",
+    "db-1.db.prod.roster.internal.",
+    "db-2.db.prod.roster.internal.",
+    "db-9.db.prod.roster.internal.",
+    "db.prod.roster.internal.",
+    "_peer._tcp.db.prod.roster.internal.",
+    "_gossip._udp.db.prod.roster.internal.",
+    "_tcp.db.prod.roster.internal.",
+    "_nope._tcp.db.prod.roster.internal.",
+    "big.prod.roster.internal.",
+    "_peer._tcp.big.prod.roster.internal.",
+    "big-39.big.prod.roster.internal.",
+    "cache.prod.roster.internal.",
+    "cache-0.cache.prod.roster.internal.",
+    "prod.roster.internal.",
+    "staging.roster.internal.",
+    "x.y.z.w.v.roster.internal.",
+    "roster.internal.",
+    "db-0.db.prod.other.example.",
+    "db.prod.Other.Example.",
+    "other.example.",
+    "1.0.0.10.in-addr.arpa.",
+    "2.0.0.10.in-addr.arpa.",
+    "9.9.9.10.in-addr.arpa.",
+    "0.10.in-addr.arpa.",
+    "10.in-addr.arpa.",
+    "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.",
+    "example.com.",
+    "com.",
+];
+
+#[test]
+fn the_same_bytes_for_every_kind_of_answer() {
+    let h = handler();
+    let types = [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::SRV,
+        RecordType::PTR,
+        RecordType::SOA,
+        RecordType::NS,
+        RecordType::ANY,
+        RecordType::TXT,
+        RecordType::MX,
+    ];
+    let mut fast = 0;
+    let mut total = 0;
+    for name in NAMES {
+        for qtype in types {
+            for edns in [
+                None,
+                Some(512),
+                Some(700),
+                Some(1232),
+                Some(4096),
+                Some(100),
+            ] {
+                for (rd, cd) in [(false, false), (true, false), (true, true)] {
+                    for transport in [Transport::Udp, Transport::Tcp] {
+                        let what =
+                            format!("{name} {qtype} edns={edns:?} rd={rd} cd={cd} {transport:?}");
+                        total += 1;
+                        if compare(&h, &query(name, qtype, edns, rd, cd), transport, &what) {
+                            fast += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Only truncated answers are left to the general path here.
+    assert!(
+        fast * 100 >= total * 95,
+        "the fast path answered {fast} of {total}"
+    );
+}
+
+#[test]
+fn the_common_queries_take_the_fast_path() {
+    let h = handler();
+    let src = "127.0.0.1:5353".parse().unwrap();
+    let mut out = Vec::new();
+    for (name, qtype) in [
+        ("db-0.db.prod.roster.internal.", RecordType::A),
+        ("db.prod.roster.internal.", RecordType::SRV),
+        ("_peer._tcp.db.prod.roster.internal.", RecordType::SRV),
+        ("db.prod.roster.internal.", RecordType::A),
+        ("nope.db.prod.roster.internal.", RecordType::A),
+        ("db-1.db.prod.roster.internal.", RecordType::AAAA),
+        ("example.com.", RecordType::A),
+    ] {
+        for edns in [None, Some(1232)] {
+            let q = query(name, qtype, edns, true, false);
+            assert!(
+                h.answer_by(Path::Fast, &q, src, Transport::Udp, &mut out)
+                    .is_some(),
+                "{name} {qtype} {edns:?}"
+            );
+        }
+    }
+    // Big answers that must be cut go to the general path, which sets TC.
+    let q = query(
+        "big.prod.roster.internal.",
+        RecordType::SRV,
+        None,
+        false,
+        false,
+    );
+    assert!(
+        h.answer_by(Path::Fast, &q, src, Transport::Udp, &mut out)
+            .is_none()
+    );
+    assert!(
+        compare(&h, &q, Transport::Tcp, "big SRV over TCP"),
+        "TCP fits: fast"
+    );
+}
+
+#[test]
+fn unusual_messages_are_left_to_the_general_path() {
+    let h = handler();
+    let base = query(
+        "db-0.db.prod.roster.internal.",
+        RecordType::A,
+        Some(1232),
+        false,
+        false,
+    );
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut notify = base.clone();
+    notify[2] |= 0x20;
+    cases.push(("NOTIFY", notify));
+    let mut badvers = base.clone();
+    let opt = base.len() - 11;
+    badvers[opt + 6] = 1;
+    cases.push(("EDNS version 1", badvers));
+    let mut chaos = query(
+        "db-0.db.prod.roster.internal.",
+        RecordType::A,
+        None,
+        false,
+        false,
+    );
+    let class = chaos.len() - 2;
+    chaos[class..].copy_from_slice(&u16::from(DNSClass::CH).to_be_bytes());
+    cases.push(("class CH", chaos));
+    cases.push((
+        "AXFR",
+        query("roster.internal.", RecordType::AXFR, None, false, false),
+    ));
+    let mut two = Message::new(1, MessageType::Query, OpCode::Query);
+    two.add_query(Query::query(
+        Name::from_ascii("a.roster.internal.").unwrap(),
+        RecordType::A,
+    ));
+    two.add_query(Query::query(
+        Name::from_ascii("b.roster.internal.").unwrap(),
+        RecordType::A,
+    ));
+    cases.push(("two questions", two.to_vec().unwrap()));
+    let mut response = base.clone();
+    response[2] |= 0x80;
+    cases.push(("a response", response));
+    let src = "127.0.0.1:5353".parse().unwrap();
+    for (what, bytes) in cases {
+        let mut out = Vec::new();
+        assert!(
+            h.answer_by(Path::Fast, &bytes, src, Transport::Udp, &mut out)
+                .is_none(),
+            "{what}"
+        );
+        // ...and the server still answers it (or, for a response, stays silent).
+        let answered = h
+            .answer_by(Path::Any, &bytes, src, Transport::Udp, &mut out)
+            .is_some();
+        assert_eq!(answered, what != "a response", "{what}");
+    }
+}
+
+#[test]
+fn mutated_queries_never_make_the_paths_disagree() {
+    let h = handler();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut fast = 0;
+    for i in 0..20_000 {
+        let name = NAMES[(next() % NAMES.len() as u64) as usize];
+        let qtype = [
+            RecordType::A,
+            RecordType::AAAA,
+            RecordType::SRV,
+            RecordType::PTR,
+        ][(next() % 4) as usize];
+        let mut bytes = query(
+            name,
+            qtype,
+            if next() % 2 == 0 { Some(1232) } else { None },
+            true,
+            false,
+        );
+        // Flip a few bytes, or cut the message, or add bytes.
+        match next() % 4 {
+            0 => {
+                for _ in 0..1 + next() % 3 {
+                    let at = (next() % bytes.len() as u64) as usize;
+                    bytes[at] ^= 1 << (next() % 8);
+                }
+            }
+            1 => bytes.truncate((next() % bytes.len() as u64) as usize),
+            2 => bytes.push(next() as u8),
+            _ => {}
+        }
+        if compare(
+            &h,
+            &bytes,
+            Transport::Udp,
+            &format!("mutation {i}: {bytes:02x?}"),
+        ) {
+            fast += 1;
+        }
+    }
+    assert!(fast > 5_000, "{fast}");
+}
