@@ -53,12 +53,17 @@ impl Histogram {
     }
 
     pub fn observe(&self, d: Duration) {
+        self.observe_n(d, 1);
+    }
+
+    /// `n` observations of the same duration (a batch answered together).
+    pub fn observe_n(&self, d: Duration, n: u64) {
         let s = d.as_secs_f64();
         if let Some(i) = self.bounds.iter().position(|&b| s <= b) {
-            self.buckets[i].fetch_add(1, Relaxed);
+            self.buckets[i].fetch_add(n, Relaxed);
         }
-        self.count.fetch_add(1, Relaxed);
-        self.sum_ns.fetch_add(d.as_nanos() as u64, Relaxed);
+        self.count.fetch_add(n, Relaxed);
+        self.sum_ns.fetch_add(d.as_nanos() as u64 * n, Relaxed);
     }
 
     pub fn count(&self) -> u64 {
@@ -157,13 +162,19 @@ impl Metrics {
     }
 
     /// One answered query. `qtype` and `rcode` index [`QTYPES`] and [`RCODES`].
-    pub fn query(&self, qtype: usize, rcode: usize, t: Transport, truncated: bool, took: Duration) {
+    pub fn query(&self, qtype: usize, rcode: usize, t: Transport, truncated: bool) {
         let i = (qtype * RCODES.len() + rcode) * TRANSPORTS.len() + t as usize;
         self.queries[i].fetch_add(1, Relaxed);
         if truncated {
             self.truncated[t as usize].fetch_add(1, Relaxed);
         }
-        self.answer_latency[t as usize].observe(took);
+    }
+
+    /// `n` answers sent `took` after their queries arrived.
+    pub fn answered(&self, t: Transport, took: Duration, n: u64) {
+        if n > 0 {
+            self.answer_latency[t as usize].observe_n(took, n);
+        }
     }
 
     pub fn malformed(&self, t: Transport) {

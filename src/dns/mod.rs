@@ -14,7 +14,6 @@ pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{
@@ -54,7 +53,7 @@ pub struct Handler {
     settings: ZoneSettings,
     max_udp_payload: u16,
     published: Arc<Published>,
-    metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Origins of the forward zones, for SRV and PTR targets.
     origins: Vec<Name>,
     nameserver: Name,
@@ -300,7 +299,6 @@ impl Handler {
         transport: Transport,
         out: &mut Vec<u8>,
     ) -> Option<Reply> {
-        let started = Instant::now();
         out.clear();
         let fast = match path {
             Path::Any | Path::Fast => self.answer_fast(bytes, transport, out),
@@ -315,8 +313,7 @@ impl Handler {
             }
         };
         if let Some(r) = reply {
-            self.metrics
-                .query(r.qtype, r.rcode, transport, r.truncated, started.elapsed());
+            self.metrics.query(r.qtype, r.rcode, transport, r.truncated);
         }
         reply
     }

@@ -58,6 +58,7 @@ async fn connection(
 ) {
     let mut query = Vec::new();
     let mut out = Vec::with_capacity(4096);
+    let mut framed = Vec::with_capacity(4098);
     loop {
         let mut len = [0u8; 2];
         let waited = tokio::select! {
@@ -76,6 +77,7 @@ async fn connection(
         ) {
             return;
         }
+        let arrived = std::time::Instant::now();
         if handler
             .answer(&query, src, Transport::Tcp, &mut out)
             .is_none()
@@ -83,11 +85,14 @@ async fn connection(
             debug!(%src, "unanswerable message on TCP; closing");
             return;
         }
-        let mut framed = Vec::with_capacity(out.len() + 2);
+        framed.clear();
         framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
         framed.extend_from_slice(&out);
         if !matches!(timeout(idle, stream.write_all(&framed)).await, Ok(Ok(()))) {
             return;
         }
+        handler
+            .metrics
+            .answered(Transport::Tcp, arrived.elapsed(), 1);
     }
 }

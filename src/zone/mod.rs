@@ -128,8 +128,6 @@ pub struct ServiceNode {
     /// Members holding names (published or not), by ordinal then name: the order of every
     /// answer, so a cut answer keeps the lowest ordinals.
     pub members: Box<[MemberNode]>,
-    /// Indices into `members`, by name, for binary search.
-    by_name: Box<[u32]>,
     /// SRV records at the service name: published members with a primary port.
     pub primary: Box<[SrvTarget]>,
     /// Named ports declared by any member holding a name, by (name, protocol).
@@ -184,8 +182,6 @@ impl ServiceNode {
                 }
             })
             .collect();
-        let mut by_name: Vec<u32> = (0..members.len() as u32).collect();
-        by_name.sort_by(|&a, &b| members[a as usize].name.cmp(&members[b as usize].name));
 
         let primary = winners
             .iter()
@@ -229,17 +225,20 @@ impl ServiceNode {
 
         Some(ServiceNode {
             members,
-            by_name: by_name.into(),
             primary,
             ports,
         })
     }
 
+    /// The member named `<set>-<ordinal>`: found by its ordinal (members are ordered by it),
+    /// then by name among the members of that ordinal (one per set).
     pub fn member(&self, name: &str) -> Option<&MemberNode> {
-        self.by_name
-            .binary_search_by(|&i| (*self.members[i as usize].name).cmp(name))
-            .ok()
-            .map(|pos| &self.members[self.by_name[pos] as usize])
+        let ordinal: u32 = name.rsplit_once('-')?.1.parse().ok()?;
+        let start = self.members.partition_point(|m| m.ordinal < ordinal);
+        self.members[start..]
+            .iter()
+            .take_while(|m| m.ordinal == ordinal)
+            .find(|m| *m.name == *name)
     }
 
     pub fn port(&self, name: &str, protocol: Protocol) -> Option<&PortNode> {
