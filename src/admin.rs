@@ -112,15 +112,16 @@ pub fn members_json(snapshot: Option<&Snapshot>, ready: bool, metrics: &Metrics)
                 .members
                 .iter()
                 .map(|m| {
+                    let id = &m.identity;
                     json!({
-                        "name": &*m.name,
-                        "ordinal": m.ordinal,
-                        "pod": &*m.pod,
+                        "name": m.name(),
+                        "ordinal": m.ordinal(),
+                        "pod": m.pod(),
                         "published": m.is_published(),
-                        "reason": m.unpublished.map(|u| u.as_str()),
-                        "addresses": m.pod_ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                        "port": m.primary_port,
-                        "ports": m.ports.iter().map(|p| json!({
+                        "reason": id.unpublished.map(|u| u.as_str()),
+                        "addresses": id.ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "port": id.primary_port,
+                        "ports": id.ports.iter().map(|p| json!({
                             "name": &*p.name, "protocol": p.protocol.label(), "port": p.number,
                         })).collect::<Vec<_>>(),
                         "contenders": m.contenders.iter().map(|c| &**c).collect::<Vec<_>>(),

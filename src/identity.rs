@@ -5,7 +5,8 @@
 //! once, so the rest of the pipeline never looks at labels or annotations again.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use crate::source::{PodView, Protocol};
 
@@ -18,12 +19,12 @@ pub struct IdentityConfig {
 
 /// A service: its relative DNS name `<service>.<namespace>`, which is also its key everywhere.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServiceId(Box<str>);
+pub struct ServiceId(Arc<str>);
 
 impl ServiceId {
     /// Both parts must already be valid DNS labels (so neither contains a dot).
     pub fn new(namespace: &str, service: &str) -> Self {
-        Self(format!("{service}.{namespace}").into_boxed_str())
+        Self(format!("{service}.{namespace}").into())
     }
 
     pub fn service(&self) -> &str {
@@ -117,8 +118,11 @@ pub struct Identity {
     pub service: ServiceId,
     /// `<set>-<ordinal>`.
     pub member: Box<str>,
+    /// The pod's name, when it is not the member name (members named by label): StatefulSet
+    /// pods, the common case, keep no second copy.
+    pub pod: Option<Box<str>>,
     pub ordinal: u32,
-    pub ips: Vec<IpAddr>,
+    pub ips: Box<[IpAddr]>,
     pub ready: bool,
     pub terminating: bool,
     /// Seconds since the Unix epoch; a pod without a timestamp ranks as the newest.
@@ -128,14 +132,54 @@ pub struct Identity {
     /// Port of the SRV records at the service's own name.
     pub primary_port: Option<u16>,
     /// Named ports, in pod order, first of each (name, protocol).
-    pub ports: Vec<NamedPort>,
+    pub ports: Box<[NamedPort]>,
     /// Problems that do not stop the claim, reported when the claim changes.
-    pub warnings: Vec<String>,
+    pub warnings: Box<[String]>,
 }
 
 impl Identity {
     pub fn is_published(&self) -> bool {
         self.unpublished.is_none()
+    }
+
+    /// The name of the pod making the claim.
+    pub fn pod(&self) -> &str {
+        self.pod.as_deref().unwrap_or(&self.member)
+    }
+
+    /// `<member>.<service>.<namespace>`: the name of SRV and PTR targets, without the zone.
+    pub fn relative(&self) -> String {
+        format!("{}.{}", self.member, self.service)
+    }
+
+    /// The labels of [`Identity::relative`], without allocating.
+    pub fn labels(&self) -> impl Iterator<Item = &[u8]> + Clone {
+        std::iter::once(self.member.as_bytes())
+            .chain(self.service.as_str().split('.').map(str::as_bytes))
+    }
+
+    /// The addresses served for the member: IPv4, when published.
+    pub fn v4(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        let published = self.is_published();
+        self.ips
+            .iter()
+            .filter(move |_| published)
+            .filter_map(|ip| match ip {
+                IpAddr::V4(a) => Some(*a),
+                IpAddr::V6(_) => None,
+            })
+    }
+
+    /// The addresses served for the member: IPv6, when published.
+    pub fn v6(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
+        let published = self.is_published();
+        self.ips
+            .iter()
+            .filter(move |_| published)
+            .filter_map(|ip| match ip {
+                IpAddr::V6(a) => Some(*a),
+                IpAddr::V4(_) => None,
+            })
     }
 
     /// Conflict order (SPEC §2): not terminating, then ready, then older, then (by the caller)
@@ -159,7 +203,7 @@ pub enum Claim {
         reason: SkipReason,
         detail: String,
     },
-    Member(Identity),
+    Member(Arc<Identity>),
 }
 
 /// RFC 1123 label: lower-case letters, digits and `-`, 1 to 63 characters, alphanumeric at both
@@ -280,19 +324,20 @@ pub fn claim(pod: &PodView, config: IdentityConfig) -> Claim {
         None
     };
 
-    Claim::Member(Identity {
+    Claim::Member(Arc::new(Identity {
         service: ServiceId::new(&pod.namespace, service),
+        pod: (pod.name != member).then(|| pod.name.as_str().into()),
         member: member.into_boxed_str(),
         ordinal,
-        ips: pod.ips.clone(),
+        ips: pod.ips.as_slice().into(),
         ready: pod.ready,
         terminating: pod.terminating,
         created: pod.created,
         unpublished,
         primary_port,
-        ports,
-        warnings,
-    })
+        ports: ports.into(),
+        warnings: warnings.into(),
+    }))
 }
 
 fn port_number(n: i32) -> Option<u16> {
@@ -400,7 +445,7 @@ mod tests {
 
     fn member(p: &PodView) -> Identity {
         match claim(p, IdentityConfig::default()) {
-            Claim::Member(i) => i,
+            Claim::Member(i) => Identity::clone(&i),
             other => panic!("expected a member, got {other:?}"),
         }
     }

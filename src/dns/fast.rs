@@ -8,6 +8,7 @@ use std::cell::RefCell;
 
 use super::wire::{self, Candidates, Full, Query, Writer};
 use super::{Handler, OPT_LEN, Reply, SOA_EXPIRE, SOA_REFRESH, SOA_RETRY};
+use crate::identity::Identity;
 use crate::metrics::Transport;
 use crate::zone::{self, AnswerKind, DomainName, QType, Rdata};
 
@@ -42,11 +43,10 @@ fn qtype_index(t: u16) -> usize {
     }
 }
 
-/// A target name: a member's relative name, then a zone.
-fn target<'a>(relative: &'a str, zone: &'a DomainName) -> impl Iterator<Item = &'a [u8]> + 'a {
-    relative
-        .split('.')
-        .map(str::as_bytes)
+/// A target name: a member's name, then a zone.
+fn target<'a>(member: &'a Identity, zone: &'a DomainName) -> impl Iterator<Item = &'a [u8]> + 'a {
+    member
+        .labels()
         .chain(zone.labels().iter().map(|l| l.as_bytes()))
 }
 
@@ -177,29 +177,34 @@ impl Handler {
         for member in resolution.glue() {
             let mark = w.mark();
             let group = (|| {
-                for a in member.v4.iter() {
+                let mut n = 0;
+                for a in member.v4() {
                     w.record(
-                        target(&member.relative, zone),
+                        target(&member.identity, zone),
                         wire::TYPE_A,
                         settings.ttl,
-                        |w| w.a(*a),
+                        |w| w.a(a),
                     )?;
+                    n += 1;
                 }
-                for a in member.v6.iter() {
+                for a in member.v6() {
                     w.record(
-                        target(&member.relative, zone),
+                        target(&member.identity, zone),
                         wire::TYPE_AAAA,
                         settings.ttl,
-                        |w| w.aaaa(*a),
+                        |w| w.aaaa(a),
                     )?;
+                    n += 1;
                 }
-                Ok::<(), Full>(())
+                Ok::<u16, Full>(n)
             })();
-            if group.is_err() {
-                w.rewind(mark);
-                break;
+            match group {
+                Ok(n) => additionals += n,
+                Err(Full) => {
+                    w.rewind(mark);
+                    break;
+                }
             }
-            additionals += (member.v4.len() + member.v6.len()) as u16;
         }
         if let Some(edns) = query.edns {
             w.set_limit(limit);

@@ -28,6 +28,7 @@ use hickory_server::server::Request;
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 use tracing::debug;
 
+use crate::identity::Identity;
 use crate::membership::Published;
 use crate::metrics::{Metrics, Transport};
 use crate::zone::{self, AnswerKind, DomainName, QType, Rdata, ZoneSettings};
@@ -78,9 +79,8 @@ impl Handler {
         }
     }
 
-    fn target(&self, relative: &str, zone: usize) -> Name {
-        let labels = relative.split('.').map(str::as_bytes);
-        let mut name = Name::from_labels(labels).expect("member names are DNS labels");
+    fn target(&self, member: &Identity, zone: usize) -> Name {
+        let mut name = Name::from_labels(member.labels()).expect("member names are DNS labels");
         name.set_fqdn(false);
         name.append_domain(&self.origins[zone])
             .expect("validated name lengths")
@@ -446,14 +446,14 @@ impl Handler {
             .glue
             .iter()
             .map(|m| {
-                let name = self.target(&m.relative, zone);
+                let name = self.target(&m.identity, zone);
                 let ttl = self.settings.ttl;
-                let v4 =
-                    m.v4.iter()
-                        .map(|a| Record::from_rdata(name.clone(), ttl, RData::A(A(*a))));
-                let v6 =
-                    m.v6.iter()
-                        .map(|a| Record::from_rdata(name.clone(), ttl, RData::AAAA(AAAA(*a))));
+                let v4 = m
+                    .v4()
+                    .map(|a| Record::from_rdata(name.clone(), ttl, RData::A(A(a))));
+                let v6 = m
+                    .v6()
+                    .map(|a| Record::from_rdata(name.clone(), ttl, RData::AAAA(AAAA(a))));
                 v4.chain(v6).collect()
             })
             .collect();

@@ -215,9 +215,13 @@ pub enum Scope {
 
 impl Scope {
     pub fn contains(&self, key: &PodKey) -> bool {
+        self.contains_namespace(&key.namespace)
+    }
+
+    pub fn contains_namespace(&self, namespace: &str) -> bool {
         match self {
             Scope::Cluster => true,
-            Scope::Namespace(ns) => *key.namespace == **ns,
+            Scope::Namespace(ns) => namespace == ns,
         }
     }
 }

@@ -4,7 +4,10 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::name::{ForwardName, NameBuf, QueryName, ReverseName, parse};
+use std::sync::Arc;
+
 use super::{MemberNode, ServiceNode, Snapshot, SrvTarget, ZoneSettings};
+use crate::identity::Identity;
 
 /// The query types roster distinguishes; every other type is `Other` (NODATA where the name
 /// exists).
@@ -40,13 +43,13 @@ pub enum AnswerKind {
 pub enum Rdata<'s> {
     A(Ipv4Addr),
     Aaaa(Ipv6Addr),
-    /// Priority 0, weight 1; `target` is a member's relative name in the answer's target zone.
+    /// Priority 0, weight 1; the target is the member's name in the answer's target zone.
     Srv {
         port: u16,
-        target: &'s str,
+        target: &'s Identity,
     },
-    /// `target` is a member's relative name in the answer's target zone.
-    Ptr(&'s str),
+    /// The member's name in the answer's target zone.
+    Ptr(&'s Identity),
     Soa,
     Ns,
 }
@@ -70,7 +73,7 @@ pub enum Records<'s> {
         glue: bool,
     },
     /// PTR records to these relative names.
-    Ptr(&'s [Box<str>]),
+    Ptr(&'s [Arc<Identity>]),
 }
 
 /// What a question gets, before any encoding.
@@ -111,14 +114,14 @@ impl<'s> Resolution<'s> {
             Records::Ptr(names) => (None, None, false, None, Some(names)),
         };
         let addresses = members.into_iter().flatten().flat_map(move |m| {
-            let a = m.v4.iter().filter(move |_| v4).map(|a| Rdata::A(*a));
-            let aaaa = m.v6.iter().filter(move |_| !v4).map(|a| Rdata::Aaaa(*a));
+            let a = m.v4().filter(move |_| v4).map(Rdata::A);
+            let aaaa = m.v6().filter(move |_| !v4).map(Rdata::Aaaa);
             a.chain(aaaa)
         });
         let srv = srv.into_iter().flat_map(|(service, targets)| {
             targets.iter().map(move |t| Rdata::Srv {
                 port: t.port,
-                target: &service.members[t.member as usize].relative,
+                target: &service.members[t.member as usize].identity,
             })
         });
         let ptr = ptr.into_iter().flatten().map(|n| Rdata::Ptr(n));
@@ -148,9 +151,9 @@ impl<'s> Resolution<'s> {
             Records::Apex(_) => false,
             Records::Addresses { members, v4 } => !members.iter().any(|m| {
                 if v4 {
-                    !m.v4.is_empty()
+                    m.v4().next().is_some()
                 } else {
-                    !m.v6.is_empty()
+                    m.v6().next().is_some()
                 }
             }),
             Records::Srv { targets, .. } => targets.is_empty(),
@@ -290,7 +293,7 @@ fn addresses<'s>(members: &'s [MemberNode], qtype: QType) -> Records<'s> {
         QType::A => Records::Addresses { members, v4: true },
         QType::Aaaa => Records::Addresses { members, v4: false },
         QType::Any => {
-            let v4 = members.iter().any(|m| !m.v4.is_empty());
+            let v4 = members.iter().any(|m| m.v4().next().is_some());
             Records::Addresses { members, v4 }
         }
         _ => Records::None,
@@ -363,15 +366,26 @@ mod tests {
             identity(&db, "db-0", 0, "10.0.0.1"),
             identity(&db, "db-2", 2, "10.0.0.3"),
         ];
-        ids[1].ips.push("fd00::1".parse().unwrap());
-        ids[2].unpublished = Some(Unpublished::NotReady);
+        Arc::make_mut(&mut ids[1]).ips = ["10.0.0.1", "fd00::1"].map(|a| a.parse().unwrap()).into();
+        Arc::make_mut(&mut ids[2]).unpublished = Some(Unpublished::NotReady);
         let cache = ServiceId::new("prod", "cache");
         let mut c = identity(&cache, "cache-0", 0, "10.0.1.1");
-        c.unpublished = Some(Unpublished::NotReady);
+        Arc::make_mut(&mut c).unpublished = Some(Unpublished::NotReady);
         let mut snap = Snapshot::default();
-        snap.set_service(&db, ServiceNode::build(&db, &ids));
-        snap.set_service(&cache, ServiceNode::build(&cache, [&c]));
+        snap.set_service(&db, ServiceNode::build(&ids));
+        snap.set_service(&cache, ServiceNode::build([&c]));
         snap
+    }
+
+    fn show(r: &Rdata<'_>) -> String {
+        match r {
+            Rdata::A(a) => format!("A {a}"),
+            Rdata::Aaaa(a) => format!("AAAA {a}"),
+            Rdata::Srv { port, target } => format!("SRV {port} {}", target.relative()),
+            Rdata::Ptr(target) => format!("PTR {}", target.relative()),
+            Rdata::Soa => "SOA".into(),
+            Rdata::Ns => "NS".into(),
+        }
     }
 
     fn ask<'s>(snap: &'s Snapshot, name: &str, qtype: QType) -> Answer<'s> {
@@ -389,16 +403,14 @@ mod tests {
         use AnswerKind::*;
         use QType::*;
         let snap = snapshot();
-        let a = |s: &str| Rdata::A(s.parse().unwrap());
-        let srv = |port, target| Rdata::Srv { port, target };
-        let cases: Vec<(&str, QType, AnswerKind, Vec<Rdata<'_>>)> = vec![
-            ("db-0.db.prod.roster.internal", A, Data, vec![a("10.0.0.1")]),
-            ("DB-0.Db.PROD.roster.internal", A, Data, vec![a("10.0.0.1")]),
+        let cases: Vec<(&str, QType, AnswerKind, Vec<&str>)> = vec![
+            ("db-0.db.prod.roster.internal", A, Data, vec!["A 10.0.0.1"]),
+            ("DB-0.Db.PROD.roster.internal", A, Data, vec!["A 10.0.0.1"]),
             (
                 "db-0.db.prod.roster.internal",
                 Aaaa,
                 Data,
-                vec![Rdata::Aaaa("fd00::1".parse().unwrap())],
+                vec!["AAAA fd00::1"],
             ),
             ("db-1.db.prod.roster.internal", Aaaa, NoData, vec![]),
             ("db-0.db.prod.roster.internal", Srv, NoData, vec![]),
@@ -410,19 +422,19 @@ mod tests {
                 "db.prod.roster.internal",
                 A,
                 Data,
-                vec![a("10.0.0.1"), a("10.0.0.2")],
+                vec!["A 10.0.0.1", "A 10.0.0.2"],
             ),
             (
                 "db.prod.roster.internal",
                 Srv,
                 Data,
-                vec![srv(5432, "db-0.db.prod"), srv(5432, "db-1.db.prod")],
+                vec!["SRV 5432 db-0.db.prod", "SRV 5432 db-1.db.prod"],
             ),
             (
                 "_peer._tcp.db.prod.roster.internal",
                 Srv,
                 Data,
-                vec![srv(7000, "db-0.db.prod"), srv(7000, "db-1.db.prod")],
+                vec!["SRV 7000 db-0.db.prod", "SRV 7000 db-1.db.prod"],
             ),
             ("_peer._tcp.db.prod.roster.internal", A, NoData, vec![]),
             ("_peer._udp.db.prod.roster.internal", Srv, NxDomain, vec![]),
@@ -436,36 +448,32 @@ mod tests {
             ("prod.roster.internal", A, NoData, vec![]),
             ("staging.roster.internal", A, NxDomain, vec![]),
             ("web.prod.roster.internal", A, NxDomain, vec![]),
-            ("roster.internal", Soa, Data, vec![Rdata::Soa]),
-            ("roster.internal", Ns, Data, vec![Rdata::Ns]),
+            ("roster.internal", Soa, Data, vec!["SOA"]),
+            ("roster.internal", Ns, Data, vec!["NS"]),
             ("roster.internal", A, NoData, vec![]),
-            ("roster.internal", Any, Data, vec![Rdata::Soa]),
+            ("roster.internal", Any, Data, vec!["SOA"]),
             (
                 "db-0.db.prod.roster.internal",
                 Any,
                 Data,
-                vec![a("10.0.0.1")],
+                vec!["A 10.0.0.1"],
             ),
-            ("db-0.db.prod.db.example", A, Data, vec![a("10.0.0.1")]),
+            ("db-0.db.prod.db.example", A, Data, vec!["A 10.0.0.1"]),
             ("example.com", A, Refused, vec![]),
-            (
-                "1.0.0.10.in-addr.arpa",
-                Ptr,
-                Data,
-                vec![Rdata::Ptr("db-0.db.prod")],
-            ),
+            ("1.0.0.10.in-addr.arpa", Ptr, Data, vec!["PTR db-0.db.prod"]),
             ("1.0.0.10.in-addr.arpa", A, NoData, vec![]),
             ("3.0.0.10.in-addr.arpa", Ptr, NxDomain, vec![]),
             ("0.10.in-addr.arpa", Ptr, NoData, vec![]),
             ("9.10.in-addr.arpa", Ptr, NxDomain, vec![]),
-            ("10.in-addr.arpa", Soa, Data, vec![Rdata::Soa]),
+            ("10.in-addr.arpa", Soa, Data, vec!["SOA"]),
             ("1.0.0.11.in-addr.arpa", Ptr, Refused, vec![]),
         ];
         for (name, qtype, kind, records) in cases {
             let got = ask(&snap, name, qtype);
+            let shown: Vec<String> = got.records.iter().map(show).collect();
             assert_eq!(
-                (got.kind, &got.records),
-                (kind, &records),
+                (got.kind, shown),
+                (kind, records.iter().map(|r| r.to_string()).collect()),
                 "{name} {qtype:?}"
             );
         }
@@ -479,7 +487,7 @@ mod tests {
             got.target_zone, 1,
             "targets live in the zone of the question"
         );
-        let glue: Vec<_> = got.glue.iter().map(|m| &*m.name).collect();
+        let glue: Vec<_> = got.glue.iter().map(|m| m.name()).collect();
         assert_eq!(glue, ["db-0", "db-1"]);
         assert_eq!(got.apex_labels, 2);
         assert!(

@@ -14,7 +14,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use crate::identity::{Identity, NamedPort, ServiceId, SkipReason, Unpublished};
+use crate::identity::{Identity, ServiceId, SkipReason, Unpublished};
 use crate::source::PodKey;
 use crate::source::Protocol;
 
@@ -37,59 +37,61 @@ pub struct ZoneSettings {
     pub hostmaster: DomainName,
 }
 
-/// One member as the zone serves it, with what an operator needs to see why (`/members`).
+/// One member as the zone serves it: the identity that won the name (shared with the
+/// membership layer, not copied), and what an operator needs to see why (`/members`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberNode {
-    /// `<set>-<ordinal>`.
-    pub name: Box<str>,
-    /// `<member>.<service>.<namespace>`: the target of SRV and PTR records, without the zone.
-    pub relative: Box<str>,
-    pub ordinal: u32,
-    /// Published members have at least one address; unpublished ones have none.
-    pub v4: Box<[Ipv4Addr]>,
-    pub v6: Box<[Ipv6Addr]>,
-    /// The pod holding the name.
-    pub pod: Box<str>,
-    /// Why the member is not published, if it is not.
-    pub unpublished: Option<Unpublished>,
+    pub identity: Arc<Identity>,
     /// Other pods claiming the same name (they lost the conflict).
     pub contenders: Box<[Box<str>]>,
-    /// Every address of the pod, published or not.
-    pub pod_ips: Box<[IpAddr]>,
-    pub primary_port: Option<u16>,
-    pub ports: Box<[NamedPort]>,
 }
 
 impl MemberNode {
+    /// `<set>-<ordinal>`.
+    pub fn name(&self) -> &str {
+        &self.identity.member
+    }
+
+    pub fn ordinal(&self) -> u32 {
+        self.identity.ordinal
+    }
+
+    /// The pod holding the name.
+    pub fn pod(&self) -> &str {
+        self.identity.pod()
+    }
+
+    /// Published members have at least one address; unpublished ones have none.
     pub fn is_published(&self) -> bool {
-        !self.v4.is_empty() || !self.v6.is_empty()
+        self.identity.is_published()
+    }
+
+    pub fn v4(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.identity.v4()
+    }
+
+    pub fn v6(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
+        self.identity.v6()
     }
 
     /// Whether the two give the same DNS records (the other fields are diagnostics).
     fn same_records(&self, other: &Self) -> bool {
-        (&self.name, &self.relative, self.ordinal, &self.v4, &self.v6)
-            == (
-                &other.name,
-                &other.relative,
-                other.ordinal,
-                &other.v4,
-                &other.v6,
-            )
+        let (a, b) = (&self.identity, &other.identity);
+        (&a.member, a.ordinal, a.is_published(), &a.ips)
+            == (&b.member, b.ordinal, b.is_published(), &b.ips)
     }
 }
 
 /// A pod that won its member name, as membership hands it over.
 pub struct Holder<'a> {
-    pub identity: &'a Identity,
-    pub pod: &'a str,
+    pub identity: &'a Arc<Identity>,
     pub contenders: Vec<&'a str>,
 }
 
-impl<'a> From<&'a Identity> for Holder<'a> {
-    fn from(identity: &'a Identity) -> Self {
+impl<'a> From<&'a Arc<Identity>> for Holder<'a> {
+    fn from(identity: &'a Arc<Identity>) -> Self {
         Holder {
             identity,
-            pod: &identity.member,
             contenders: Vec::new(),
         }
     }
@@ -137,10 +139,7 @@ pub struct ServiceNode {
 impl ServiceNode {
     /// Builds the node from the identities that won their member names. `None` when no member
     /// holds a name (the service name then does not exist).
-    pub fn build<'a, H: Into<Holder<'a>>>(
-        service: &ServiceId,
-        holders: impl IntoIterator<Item = H>,
-    ) -> Option<Self> {
+    pub fn build<'a, H: Into<Holder<'a>>>(holders: impl IntoIterator<Item = H>) -> Option<Self> {
         let mut holders: Vec<Holder<'a>> = holders.into_iter().map(Into::into).collect();
         if holders.is_empty() {
             return None;
@@ -148,40 +147,14 @@ impl ServiceNode {
         holders.sort_by(|a, b| {
             (a.identity.ordinal, &a.identity.member).cmp(&(b.identity.ordinal, &b.identity.member))
         });
-        let winners: Vec<&Identity> = holders.iter().map(|h| h.identity).collect();
-
         let members: Box<[MemberNode]> = holders
             .iter()
-            .map(|h| {
-                let id = h.identity;
-                let published = id.is_published();
-                let addrs = id.ips.iter().filter(|_| published);
-                MemberNode {
-                    name: id.member.clone(),
-                    relative: format!("{}.{}", id.member, service).into_boxed_str(),
-                    ordinal: id.ordinal,
-                    v4: addrs
-                        .clone()
-                        .filter_map(|ip| match ip {
-                            IpAddr::V4(a) => Some(*a),
-                            IpAddr::V6(_) => None,
-                        })
-                        .collect(),
-                    v6: addrs
-                        .filter_map(|ip| match ip {
-                            IpAddr::V6(a) => Some(*a),
-                            IpAddr::V4(_) => None,
-                        })
-                        .collect(),
-                    pod: h.pod.into(),
-                    unpublished: id.unpublished,
-                    contenders: h.contenders.iter().map(|&c| c.into()).collect(),
-                    pod_ips: id.ips.iter().copied().collect(),
-                    primary_port: id.primary_port,
-                    ports: id.ports.iter().cloned().collect(),
-                }
+            .map(|h| MemberNode {
+                identity: h.identity.clone(),
+                contenders: h.contenders.iter().map(|&c| c.into()).collect(),
             })
             .collect();
+        let winners: Vec<&Identity> = holders.iter().map(|h| &**h.identity).collect();
 
         let primary = winners
             .iter()
@@ -234,11 +207,11 @@ impl ServiceNode {
     /// then by name among the members of that ordinal (one per set).
     pub fn member(&self, name: &str) -> Option<&MemberNode> {
         let ordinal: u32 = name.rsplit_once('-')?.1.parse().ok()?;
-        let start = self.members.partition_point(|m| m.ordinal < ordinal);
+        let start = self.members.partition_point(|m| m.ordinal() < ordinal);
         self.members[start..]
             .iter()
-            .take_while(|m| m.ordinal == ordinal)
-            .find(|m| *m.name == *name)
+            .take_while(|m| m.ordinal() == ordinal)
+            .find(|m| m.name() == name)
     }
 
     pub fn port(&self, name: &str, protocol: Protocol) -> Option<&PortNode> {
@@ -277,8 +250,8 @@ pub struct Snapshot {
     services: imbl::HashMap<ServiceId, Arc<ServiceNode>>,
     /// Services per namespace: `<namespace>.<zone>` exists (NODATA) while this is non-zero.
     namespaces: imbl::HashMap<Box<str>, u32>,
-    /// Published addresses → relative names of the members holding them, for PTR.
-    reverse: imbl::OrdMap<IpAddr, Arc<[Box<str>]>>,
+    /// Published addresses → the members holding them, for PTR.
+    reverse: imbl::OrdMap<IpAddr, Arc<[Arc<Identity>]>>,
     /// Members holding names, by state (published, no IP, not ready, terminating).
     members: [usize; 4],
     /// Diagnostics: pods that ask to be members but cannot have a name.
@@ -321,8 +294,8 @@ impl Snapshot {
         self.namespaces.get(namespace).is_some_and(|&n| n > 0)
     }
 
-    /// Relative names of the published members holding `ip`.
-    pub fn reverse(&self, ip: &IpAddr) -> Option<&[Box<str>]> {
+    /// The published members holding `ip`, by relative name.
+    pub fn reverse(&self, ip: &IpAddr) -> Option<&[Arc<Identity>]> {
         self.reverse.get(ip).map(|n| &**n)
     }
 
@@ -374,30 +347,22 @@ impl Snapshot {
             return change;
         }
         for m in old.iter().flat_map(|o| o.members.iter()) {
-            self.members[state_index(m.unpublished)] -= 1;
+            self.members[state_index(m.identity.unpublished)] -= 1;
         }
         for m in node.iter().flat_map(|n| n.members.iter()) {
-            self.members[state_index(m.unpublished)] += 1;
+            self.members[state_index(m.identity.unpublished)] += 1;
         }
         if let Some(old) = &old {
             for m in old.published() {
-                for ip in
-                    m.v4.iter()
-                        .map(|a| IpAddr::V4(*a))
-                        .chain(m.v6.iter().map(|a| IpAddr::V6(*a)))
-                {
-                    self.unlink_address(ip, &m.relative);
+                for ip in m.identity.ips.iter() {
+                    self.unlink_address(*ip, &m.identity);
                 }
             }
         }
         if let Some(new) = &node {
             for m in new.published() {
-                for ip in
-                    m.v4.iter()
-                        .map(|a| IpAddr::V4(*a))
-                        .chain(m.v6.iter().map(|a| IpAddr::V6(*a)))
-                {
-                    self.link_address(ip, &m.relative);
+                for ip in m.identity.ips.iter() {
+                    self.link_address(*ip, &m.identity);
                 }
             }
         }
@@ -427,31 +392,32 @@ impl Snapshot {
         change
     }
 
-    fn link_address(&mut self, ip: IpAddr, relative: &str) {
-        let mut names: Vec<Box<str>> = self
+    fn link_address(&mut self, ip: IpAddr, member: &Arc<Identity>) {
+        let key = |id: &Identity| (id.service.clone(), id.member.clone());
+        let mut holders: Vec<Arc<Identity>> = self
             .reverse
             .get(&ip)
             .map(|n| n.to_vec())
             .unwrap_or_default();
-        if let Err(pos) = names.binary_search_by(|n| (**n).cmp(relative)) {
-            names.insert(pos, relative.into());
-        }
-        self.reverse.insert(ip, names.into());
+        holders.retain(|h| key(h) != key(member));
+        let at = holders.partition_point(|h| key(h) < key(member));
+        holders.insert(at, member.clone());
+        self.reverse.insert(ip, holders.into());
     }
 
-    fn unlink_address(&mut self, ip: IpAddr, relative: &str) {
-        let Some(names) = self.reverse.get(&ip) else {
+    fn unlink_address(&mut self, ip: IpAddr, member: &Identity) {
+        let Some(holders) = self.reverse.get(&ip) else {
             return;
         };
-        let names: Vec<Box<str>> = names
+        let holders: Vec<Arc<Identity>> = holders
             .iter()
-            .filter(|n| ***n != *relative)
+            .filter(|h| (&h.service, &h.member) != (&member.service, &member.member))
             .cloned()
             .collect();
-        if names.is_empty() {
+        if holders.is_empty() {
             self.reverse.remove(&ip);
         } else {
-            self.reverse.insert(ip, names.into());
+            self.reverse.insert(ip, holders.into());
         }
     }
 }
@@ -462,12 +428,13 @@ pub(crate) mod tests {
     use crate::identity::{NamedPort, Unpublished};
 
     /// A published member of `service` with one address and a primary port.
-    pub fn identity(service: &ServiceId, member: &str, ordinal: u32, ip: &str) -> Identity {
-        Identity {
+    pub fn identity(service: &ServiceId, member: &str, ordinal: u32, ip: &str) -> Arc<Identity> {
+        Arc::new(Identity {
             service: service.clone(),
             member: member.into(),
+            pod: None,
             ordinal,
-            ips: vec![ip.parse().unwrap()],
+            ips: vec![ip.parse().unwrap()].into(),
             ready: true,
             terminating: false,
             created: Some(1),
@@ -477,9 +444,10 @@ pub(crate) mod tests {
                 name: "peer".into(),
                 protocol: Protocol::Tcp,
                 number: 7000,
-            }],
-            warnings: vec![],
-        }
+            }]
+            .into(),
+            warnings: Box::new([]),
+        })
     }
 
     #[test]
@@ -490,14 +458,19 @@ pub(crate) mod tests {
             identity(&svc, "db-2", 2, "10.0.0.2"),
             identity(&svc, "db-0", 0, "10.0.0.1"),
         ];
-        let node = ServiceNode::build(&svc, &ids).unwrap();
-        let order: Vec<_> = node.members.iter().map(|m| &*m.name).collect();
+        let node = ServiceNode::build(&ids).unwrap();
+        let order: Vec<_> = node.members.iter().map(|m| m.name()).collect();
         assert_eq!(order, ["db-0", "db-2", "db-10"]);
         assert_eq!(
-            node.member("db-10").unwrap().relative.as_ref(),
+            node.member("db-10").unwrap().identity.relative(),
             "db-10.db.prod"
         );
         assert!(node.member("db-1").is_none());
+        assert!(
+            node.member("db-010").is_none(),
+            "not the canonical name of ordinal 10"
+        );
+        assert!(node.member("db").is_none());
         assert_eq!(node.primary.len(), 3);
         assert_eq!(node.port("peer", Protocol::Tcp).unwrap().targets.len(), 3);
         assert!(node.port("peer", Protocol::Udp).is_none());
@@ -507,10 +480,11 @@ pub(crate) mod tests {
     fn unpublished_members_hold_names_without_records() {
         let svc = ServiceId::new("prod", "db");
         let mut id = identity(&svc, "db-0", 0, "10.0.0.1");
-        id.unpublished = Some(Unpublished::NotReady);
-        let node = ServiceNode::build(&svc, [&id]).unwrap();
+        Arc::make_mut(&mut id).unpublished = Some(Unpublished::NotReady);
+        let node = ServiceNode::build([&id]).unwrap();
         let m = node.member("db-0").unwrap();
         assert!(!m.is_published());
+        assert_eq!(m.v4().count(), 0, "no addresses served");
         assert!(node.primary.is_empty());
         let port = node
             .port("peer", Protocol::Tcp)
@@ -526,32 +500,34 @@ pub(crate) mod tests {
         let ida = identity(&a, "db-0", 0, "10.0.0.1");
         let idb = identity(&b, "cache-0", 0, "10.0.0.1");
         assert_eq!(
-            snap.set_service(&a, ServiceNode::build(&a, [&ida])),
+            snap.set_service(&a, ServiceNode::build([&ida])),
             Change::Records
         );
         assert_eq!(
-            snap.set_service(&b, ServiceNode::build(&b, [&idb])),
+            snap.set_service(&b, ServiceNode::build([&idb])),
             Change::Records
         );
         assert_eq!(
-            snap.set_service(&b, ServiceNode::build(&b, [&idb])),
+            snap.set_service(&b, ServiceNode::build([&idb])),
             Change::None,
             "no change, no bump"
         );
-        let renamed = Holder {
-            identity: &idb,
-            pod: "cache-0-new",
-            contenders: vec![],
-        };
+        let mut renamed = idb.clone();
+        Arc::make_mut(&mut renamed).pod = Some("cache-0-new".into());
         assert_eq!(
-            snap.set_service(&b, ServiceNode::build(&b, [renamed])),
+            snap.set_service(&b, ServiceNode::build([&renamed])),
             Change::Diagnostics,
             "another pod, the same records"
         );
         assert_eq!(snap.member_counts(), [2, 0, 0, 0]);
         assert!(snap.has_namespace("prod"));
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let names: Vec<_> = snap.reverse(&ip).unwrap().iter().map(|n| &**n).collect();
+        let names: Vec<_> = snap
+            .reverse(&ip)
+            .unwrap()
+            .iter()
+            .map(|n| n.relative())
+            .collect();
         assert_eq!(names, ["cache-0.cache.prod", "db-0.db.prod"]);
 
         let before = snap.clone();
