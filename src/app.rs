@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -42,6 +42,8 @@ pub enum RunError {
     /// zone that no longer follows the pods.
     #[error("the {0} stopped unexpectedly; exiting rather than serve a frozen zone")]
     TaskStopped(&'static str),
+    #[error("cannot start the pod pipeline thread: {0}")]
+    Pipeline(String),
 }
 
 impl RunError {
@@ -122,18 +124,25 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Ru
     let metrics = Arc::new(Metrics::new(Arc::new(Health::default())));
     // Everything but readiness stops on `stop`, which follows `shutdown` after the drain.
     let stop = CancellationToken::new();
-    let source = prepare(&config, metrics.clone(), stop.clone()).await?;
-    let listeners = listen::bind(&config.listen, config.workers)?;
-    let admin_listener = match config.admin_listen {
-        Some(addr) => Some(admin::bind(addr).map_err(|source| RunError::Admin { addr, source })?),
-        None => None,
-    };
-
     let published = Arc::new(Published::empty());
-    let (events, receiver) = mpsc::channel(4096);
-    let membership = Membership::new(config.identity, source.scopes).with_metrics(metrics.clone());
-    let mut membership = tokio::spawn(membership.run(receiver, published.clone()));
-    let mut watcher = (source.start)(events);
+    let mut pipeline =
+        Pipeline::start(&config, metrics.clone(), published.clone(), stop.clone()).await?;
+    let bound = listen::bind(&config.listen, config.workers)
+        .map_err(RunError::from)
+        .and_then(|listeners| match config.admin_listen {
+            Some(addr) => admin::bind(addr)
+                .map(|admin| (listeners, Some(admin)))
+                .map_err(|source| RunError::Admin { addr, source }),
+            None => Ok((listeners, None)),
+        });
+    let (listeners, admin_listener) = match bound {
+        Ok(bound) => bound,
+        Err(e) => {
+            stop.cancel();
+            pipeline.join().await;
+            return Err(e);
+        }
+    };
 
     let state = Arc::new(Admin::new(published.clone(), metrics.clone()));
     let drain = if admin_listener.is_some() {
@@ -168,28 +177,116 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Ru
     ));
     let server = listen::serve(listeners, handler, config.tcp_idle_timeout, stop.clone());
     tokio::pin!(server);
-    let (mut membership_done, mut watcher_done) = (false, false);
-    // The background tasks end by themselves at shutdown; before it, their end is a failure.
+    let mut pipeline_done = false;
+    // The pipeline ends by itself at shutdown; before it, its end is a failure.
     let result = loop {
         tokio::select! {
             r = &mut server => break r.map_err(RunError::from),
-            _ = &mut membership, if !membership_done => {
-                membership_done = true;
+            ended = &mut pipeline.ended, if !pipeline_done => {
+                pipeline_done = true;
                 if !stop.is_cancelled() {
-                    break Err(RunError::TaskStopped("membership task"));
-                }
-            }
-            _ = &mut watcher, if !watcher_done => {
-                watcher_done = true;
-                if !stop.is_cancelled() {
-                    break Err(RunError::TaskStopped(source.name));
+                    break Err(RunError::TaskStopped(ended.unwrap_or("pod pipeline")));
                 }
             }
         }
     };
     stop.cancel();
+    pipeline.join().await;
     if result.is_ok() {
         info!("stopped");
     }
     result
+}
+
+/// The pod pipeline (source → membership → published snapshot) on a thread and runtime of its
+/// own. DNS load then never holds pod events back, nor does a 100,000-pod list hold answers
+/// back: the kernel shares the CPU between the two instead of tokio's cooperative scheduling,
+/// in which either can keep the other waiting for milliseconds.
+struct Pipeline {
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The name of the task that ended first.
+    ended: oneshot::Receiver<&'static str>,
+    /// Stops the pipeline when `serve` ends, however it ends.
+    stop: CancellationToken,
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Pipeline {
+    /// Prepares the source on the pipeline's thread (the Kubernetes client belongs to the
+    /// runtime it is made on) and starts it; fails as `prepare` does.
+    async fn start(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        published: Arc<Published>,
+        stop: CancellationToken,
+    ) -> Result<Pipeline, RunError> {
+        let (prepared, prepared_rx) = oneshot::channel();
+        let (ended_tx, ended) = oneshot::channel();
+        let config = config.clone();
+        let thread_stop = stop.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("roster-pods")
+            .build()
+            .map_err(|e| RunError::Pipeline(e.to_string()))?;
+        let thread = std::thread::Builder::new()
+            .name("roster-pods".into())
+            .spawn(move || {
+                let stop = thread_stop;
+                runtime.block_on(async move {
+                    let source = match prepare(&config, metrics.clone(), stop.clone()).await {
+                        Ok(source) => {
+                            let _ = prepared.send(Ok(()));
+                            source
+                        }
+                        Err(e) => {
+                            let _ = prepared.send(Err(e));
+                            return;
+                        }
+                    };
+                    let (events, receiver) = mpsc::channel(4096);
+                    let membership =
+                        Membership::new(config.identity, source.scopes).with_metrics(metrics);
+                    let membership = tokio::spawn(membership.run(receiver, published));
+                    let watcher = (source.start)(events);
+                    let first = tokio::select! {
+                        _ = membership => "membership task",
+                        _ = watcher => source.name,
+                    };
+                    let _ = ended_tx.send(first);
+                });
+            })
+            .map_err(|e| RunError::Pipeline(e.to_string()))?;
+        let mut pipeline = Pipeline {
+            thread: Some(thread),
+            ended,
+            stop,
+        };
+        match prepared_rx.await {
+            Ok(Ok(())) => Ok(pipeline),
+            Ok(Err(e)) => {
+                pipeline.join().await;
+                Err(e)
+            }
+            Err(_) => {
+                pipeline.join().await;
+                Err(RunError::TaskStopped("pod pipeline"))
+            }
+        }
+    }
+
+    /// Waits for the thread to end (after `stop`), at most a second: a source stuck in a
+    /// system call must not hold up the exit.
+    async fn join(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let joined = tokio::task::spawn_blocking(move || thread.join());
+        let _ = tokio::time::timeout(Duration::from_secs(1), joined).await;
+    }
 }
