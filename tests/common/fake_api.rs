@@ -445,6 +445,9 @@ fn take(fault: &mut Option<(u16, Option<u32>)>) -> Option<u16> {
 }
 
 async fn handle(inner: Arc<Inner>, mut stream: TcpStream) {
+    // As the Go runtime of kube-apiserver does: a watch event is written as soon as it exists,
+    // not held back by Nagle's algorithm until the previous one is acknowledged.
+    let _ = stream.set_nodelay(true);
     let Some(head) = read_head(&mut stream).await else {
         return;
     };
