@@ -175,7 +175,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Ru
         published,
         metrics,
     ));
-    let server = listen::serve(listeners, handler, config.tcp_idle_timeout, stop.clone());
+    let server = listen::serve(listeners, handler, config.tcp, stop.clone());
     tokio::pin!(server);
     let mut pipeline_done = false;
     // The pipeline ends by itself at shutdown; before it, its end is a failure.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
+use crate::dns::TcpLimits;
 use crate::identity::{IdentityConfig, is_dns_label};
 use crate::source::kubernetes::{KubeSettings, check_label_selector};
 use crate::zone::{DomainName, ReverseZone, ZoneSettings};
@@ -28,6 +29,9 @@ pub const MAX_TTL: u32 = 86_400;
 /// DNS Flag Day 2020: a payload that avoids IP fragmentation on every common path.
 pub const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
 pub const DEFAULT_TCP_IDLE_TIMEOUT: u64 = 10;
+pub const DEFAULT_TCP_LIFETIME: u64 = 120;
+pub const DEFAULT_TCP_MAX_QUERIES: u32 = 1000;
+pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1000;
 /// Where roster's own Service lives in the manifests of `deploy/`.
 pub const DEFAULT_NAMESERVER: &str = "roster.roster-system.svc.cluster.local.";
 
@@ -52,8 +56,8 @@ pub struct Config {
     pub zone: ZoneSettings,
     /// Largest UDP answer offered to EDNS clients; answers are also capped by the client's size.
     pub max_udp_payload: u16,
-    /// A TCP connection with no query for this long is closed.
-    pub tcp_idle_timeout: Duration,
+    /// The bounds on TCP clients.
+    pub tcp: TcpLimits,
     /// Worker threads, and UDP sockets per listen address (SO_REUSEPORT).
     pub workers: usize,
     pub identity: IdentityConfig,
@@ -192,6 +196,9 @@ impl Config {
                 "negative_ttl",
                 "max_udp_payload",
                 "tcp_idle_timeout",
+                "tcp_lifetime",
+                "tcp_max_queries",
+                "tcp_max_connections",
                 "workers",
                 "nameserver",
                 "hostmaster",
@@ -312,6 +319,30 @@ impl Config {
             1,
             3600,
         ) as u64;
+        let tcp_lifetime = w.int(
+            dns,
+            "dns.",
+            "tcp_lifetime",
+            DEFAULT_TCP_LIFETIME as i64,
+            1,
+            86_400,
+        ) as u64;
+        let tcp_max_queries = w.int(
+            dns,
+            "dns.",
+            "tcp_max_queries",
+            DEFAULT_TCP_MAX_QUERIES.into(),
+            1,
+            u32::MAX.into(),
+        ) as u32;
+        let tcp_max_connections = w.int(
+            dns,
+            "dns.",
+            "tcp_max_connections",
+            DEFAULT_TCP_MAX_CONNECTIONS as i64,
+            1,
+            1_000_000,
+        ) as usize;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let workers = match overrides.workers {
             Some(n) if n > 0 => n,
@@ -368,7 +399,12 @@ impl Config {
                 hostmaster: hostmaster.expect("checked above"),
             },
             max_udp_payload,
-            tcp_idle_timeout: Duration::from_secs(tcp_idle_timeout),
+            tcp: TcpLimits {
+                idle: Duration::from_secs(tcp_idle_timeout),
+                lifetime: Duration::from_secs(tcp_lifetime),
+                max_queries: tcp_max_queries,
+                max_connections: tcp_max_connections,
+            },
             workers,
             identity: IdentityConfig { publish_not_ready },
             source,
@@ -412,8 +448,11 @@ impl Config {
         ));
         out.push_str(&format!("max_udp_payload = {}\n", self.max_udp_payload));
         out.push_str(&format!(
-            "tcp_idle_timeout = {}\n",
-            self.tcp_idle_timeout.as_secs()
+            "tcp_idle_timeout = {}\ntcp_lifetime = {}\ntcp_max_queries = {}\ntcp_max_connections = {}\n",
+            self.tcp.idle.as_secs(),
+            self.tcp.lifetime.as_secs(),
+            self.tcp.max_queries,
+            self.tcp.max_connections
         ));
         out.push_str(&format!("workers = {}\n", self.workers));
         out.push_str(&format!("nameserver = {}\n", q(&z.nameserver.to_string())));

@@ -27,6 +27,17 @@ pub const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
 /// Kinds of source events (see [`crate::source::PodEvent`]).
 pub const EVENTS: [&str; 5] = ["init", "init_apply", "init_done", "apply", "delete"];
 
+/// Why roster closed a TCP connection, in the order of [`TCP_CLOSE_REASONS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpClose {
+    Idle = 0,
+    Lifetime = 1,
+    Queries = 2,
+    Evicted = 3,
+}
+
+pub const TCP_CLOSE_REASONS: [&str; 4] = ["idle", "lifetime", "queries", "evicted"];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
     Udp = 0,
@@ -104,6 +115,8 @@ pub struct Metrics {
     queries: Box<[AtomicU64]>,
     truncated: Box<[AtomicU64]>,
     malformed: Box<[AtomicU64]>,
+    tcp_connections: AtomicI64,
+    tcp_closed: Box<[AtomicU64]>,
     answer_latency: [Histogram; 2],
     events: Box<[AtomicU64]>,
     reloads: AtomicU64,
@@ -137,6 +150,8 @@ impl Metrics {
             queries: counters(QTYPES.len() * RCODES.len() * TRANSPORTS.len()),
             truncated: counters(2),
             malformed: counters(2),
+            tcp_connections: AtomicI64::new(0),
+            tcp_closed: counters(TCP_CLOSE_REASONS.len()),
             answer_latency: [
                 Histogram::new(ANSWER_BUCKETS),
                 Histogram::new(ANSWER_BUCKETS),
@@ -179,6 +194,14 @@ impl Metrics {
 
     pub fn malformed(&self, t: Transport) {
         self.malformed[t as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn set_tcp_connections(&self, open: usize) {
+        self.tcp_connections.store(open as i64, Relaxed);
+    }
+
+    pub fn tcp_closed(&self, reason: TcpClose) {
+        self.tcp_closed[reason as usize].fetch_add(1, Relaxed);
     }
 
     pub fn malformed_total(&self, t: Transport) -> u64 {
@@ -303,6 +326,29 @@ impl Collector for Metrics {
                 let labels = [("transport", *transport)];
                 m.encode_family(&labels.as_slice())?
                     .encode_counter::<NoLabelSet, _, u64>(&values[t].load(Relaxed), None)?;
+            }
+        }
+        gauge(
+            &mut e,
+            "roster_dns_tcp_connections",
+            "TCP connections open",
+            self.tcp_connections.load(Relaxed),
+        )?;
+        {
+            let mut m = e.encode_descriptor(
+                "roster_dns_tcp_closed",
+                "TCP connections closed by roster, by reason (idle, lifetime, queries: the \
+                 dns.tcp_* limits; evicted: to admit a new one at dns.tcp_max_connections)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (i, reason) in TCP_CLOSE_REASONS.iter().enumerate() {
+                let labels = [("reason", *reason)];
+                m.encode_family(&labels.as_slice())?
+                    .encode_counter::<NoLabelSet, _, u64>(
+                        &self.tcp_closed[i].load(Relaxed),
+                        None,
+                    )?;
             }
         }
         histogram(

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use super::{Handler, tcp, udp};
+use super::{Handler, TcpLimits, tcp, udp};
 
 /// How long TCP connections get at shutdown to finish the query they are answering.
 const TCP_DRAIN: Duration = Duration::from_secs(2);
@@ -113,7 +113,7 @@ pub fn bind(addrs: &[SocketAddr], udp_sockets: usize) -> Result<Listeners, Serve
 pub async fn serve(
     listeners: Listeners,
     handler: Arc<Handler>,
-    tcp_idle_timeout: Duration,
+    tcp_limits: TcpLimits,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     for addr in &listeners.addrs {
@@ -124,9 +124,16 @@ pub async fn serve(
     for socket in listeners.udp {
         loops.spawn(udp::run(socket, handler.clone(), shutdown.clone()));
     }
+    // One connection limit for all listeners: it bounds the process's descriptors and memory.
+    let registry = tcp::Registry::new();
     for listener in listeners.tcp {
-        let (h, s, c) = (handler.clone(), shutdown.clone(), connections.clone());
-        loops.spawn(tcp::accept(listener, h, tcp_idle_timeout, s, c));
+        let (h, r, s, c) = (
+            handler.clone(),
+            registry.clone(),
+            shutdown.clone(),
+            connections.clone(),
+        );
+        loops.spawn(tcp::accept(listener, h, tcp_limits, r, s, c));
     }
     loops.close();
     shutdown.cancelled().await;

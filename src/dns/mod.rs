@@ -12,6 +12,8 @@ mod tcp;
 mod udp;
 pub mod wire;
 
+pub use tcp::TcpLimits;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
