@@ -9,11 +9,12 @@ to one core with one worker, while dnsperf runs pinned to the other core. Server
 Reported: queries per second; queries per second of server CPU time (utime + stime from
 /proc/PID/stat); roster's ratio to each; lost queries; the same over EDNS at 100,000 members;
 TCP with pipelined queries; resident memory after loading and the time from start to the first
-answer; and freshness (see benches/kube.rs for the Kubernetes source).
+answer; and freshness at 100,000 members: the file source (a replaced file to the new answer)
+and the Kubernetes source under load (benches/kube.rs, run from here).
 
-    benches/compare.py                 # everything (about 10 minutes)
+    benches/compare.py                 # everything (about 15 minutes)
     benches/compare.py --quick         # one run of each, shorter
-    benches/compare.py --only udp5k    # one scenario: udp5k, edns100k, tcp5k, load100k
+    benches/compare.py --only udp5k    # one scenario: udp5k, edns100k, tcp5k, load100k, fresh100k
 
 Installs knot, nsd and dnsperf (Debian packages) when missing; needs root for that.
 """
@@ -38,6 +39,7 @@ NS = "bench"
 SERVER_CORE = "0"
 CLIENT_CORE = "1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SCENARIOS = ["udp5k", "edns100k", "tcp5k", "load100k", "fresh100k"]
 
 
 def ensure_tools():
@@ -347,15 +349,91 @@ def load(services, members):
                 server.stop()
 
 
+def a_address(port, name, timeout=0.05):
+    """The first A record's address in the answer to `name` A, or None."""
+    q = struct.pack(">HHHHHH", 0x4321, 0, 1, 0, 0, 0)
+    for label in name.rstrip(".").split("."):
+        q += bytes([len(label)]) + label.encode()
+    q += b"\x00" + struct.pack(">HH", 1, 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    try:
+        s.sendto(q, ("127.0.0.1", port))
+        data, _ = s.recvfrom(4096)
+    except OSError:
+        return None
+    finally:
+        s.close()
+    if len(data) < len(q) or struct.unpack(">H", data[6:8])[0] == 0:
+        return None
+    # The first answer follows the question: its owner name, then type, class, TTL, length.
+    at = len(q)
+    while at < len(data) and data[at] != 0 and data[at] < 0xC0:
+        at += 1 + data[at]
+    at += 2 if at < len(data) and data[at] >= 0xC0 else 1
+    if len(data) < at + 14 or data[at:at + 2] != b"\x00\x01":
+        return None
+    return socket.inet_ntoa(data[at + 10:at + 14])
+
+
+def file_freshness(services, members, changes=10):
+    """The file source: the pods file replaced (a new file renamed into place) with one pod's
+    address changed, timed from the rename to the new address in an answer."""
+    with tempfile.TemporaryDirectory(prefix="roster-compare-") as w:
+        dataset(services, members, w)
+        path = os.path.join(w, "pods.json")
+        with open(path) as f:
+            podlist = json.load(f)
+        server = Server("roster", w, free_port())
+        took = []
+        try:
+            server.start()
+            for c in range(changes):
+                n = (c * 7919 + 13) % len(podlist["items"])
+                pod = podlist["items"][n]
+                new = f"10.200.{c // 256}.{c % 256 or 1}"
+                pod["status"]["podIP"] = new
+                pod["status"]["podIPs"] = [{"ip": new}]
+                name = f"{pod['metadata']['name']}.{pod['metadata']['labels']['roster.io/service']}.{NS}.{ZONE}"
+                with open(path + ".new", "w") as f:
+                    json.dump(podlist, f)
+                start = time.monotonic()
+                os.rename(path + ".new", path)
+                while time.monotonic() - start < 10:
+                    if a_address(server.port, name) == new:
+                        took.append(time.monotonic() - start)
+                        break
+                    time.sleep(0.001)
+                else:
+                    took.append(float("inf"))
+        finally:
+            server.stop()
+        took.sort()
+        print(f"\n### Freshness, file source, {services * members:,} members\n")
+        print("The pods file replaced with one address changed; time from the rename to the new "
+              "address in an answer.\n")
+        print("| changes | p50 (ms) | max (ms) |")
+        print("|---|---|---|")
+        print(f"| {len(took)} | {took[len(took) // 2] * 1000:.0f} | {took[-1] * 1000:.0f} |")
+
+
+def kube_freshness():
+    """The Kubernetes source, under load: benches/kube.rs at 100,000 pods."""
+    print("\n### Freshness, Kubernetes source (cargo bench --bench kube -- --pods 100000)\n",
+          flush=True)
+    subprocess.run(["cargo", "bench", "--quiet", "--bench", "kube", "--", "--pods", "100000"],
+                   cwd=ROOT, check=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one run of each scenario, 5 s each")
-    parser.add_argument("--only", choices=["udp5k", "edns100k", "tcp5k", "load100k"], action="append")
+    parser.add_argument("--only", choices=SCENARIOS, action="append")
     args = parser.parse_args()
     ensure_tools()
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "roster"], cwd=ROOT, check=True)
     runs, seconds = (1, 5) if args.quick else (3, 10)
-    only = set(args.only or ["udp5k", "edns100k", "tcp5k", "load100k"])
+    only = set(args.only or SCENARIOS)
     print(f"roster vs Knot DNS vs NSD; each server on core {SERVER_CORE} with one worker, dnsperf on core "
           f"{CLIENT_CORE} (-c 8 -q 200); {runs} run(s) of {seconds} s, servers in turn")
     if "udp5k" in only:
@@ -366,6 +444,9 @@ def main():
         scenario("tcp5k", 1000, 5, runs, seconds, tcp=True)
     if "load100k" in only:
         load(20_000, 5)
+    if "fresh100k" in only:
+        file_freshness(20_000, 5)
+        kube_freshness()
 
 
 if __name__ == "__main__":
