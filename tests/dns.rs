@@ -350,8 +350,20 @@ fn other_opcodes_not_implemented_and_question_count_checked() {
                 "{t} {what}"
             );
             assert_eq!(m.metadata.id, q.metadata.id, "{t} {what}");
+            assert!(m.queries.is_empty(), "{t} {what}: no question echoed");
         }
     }
+    // Twenty long questions: the FORMERR still fits 512 bytes (echoing them would not).
+    let mut many = query("db-0.db.prod.roster.internal.", RecordType::A);
+    for i in 0..20 {
+        many.add_query(hickory_server::proto::op::Query::query(
+            name(&format!("{}-{i}.db.prod.roster.internal.", "x".repeat(50))),
+            RecordType::A,
+        ));
+    }
+    let (m, size) = udp(r.addr, &many);
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    assert!(size <= 512, "{size} bytes");
 }
 
 #[test]

@@ -27,7 +27,7 @@ use hickory_server::proto::serialize::binary::{
     BinDecodable, BinDecoder, BinEncodable, BinEncoder,
 };
 use hickory_server::server::Request;
-use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
 use tracing::debug;
 
 use crate::identity::Identity;
@@ -390,6 +390,16 @@ impl Handler {
         if let Some(code) = early {
             metadata.response_code = code;
             debug!(src = %request.src(), rcode = %code, "refusing the request before lookup");
+            // The question is echoed only when there is exactly one: many questions would make
+            // the refusal larger than the transport allows (and an amplifier).
+            let none;
+            let builder = if request.queries.len() == 1 {
+                builder
+            } else {
+                none = Queries::read(&mut BinDecoder::new(&[]), 0)
+                    .expect("reading no questions cannot fail");
+                MessageResponseBuilder::new(&none, edns.as_ref())
+            };
             emit(builder.build_no_records(metadata), out);
             return Reply {
                 qtype,
