@@ -412,6 +412,16 @@ fn malformed_messages_never_stop_the_server() {
         use std::io::Write;
         let _ = s.write_all(&[0, 40, 1, 2, 3]);
     });
+    // A question whose name is a compression pointer into the header (found by fuzzing): the
+    // header bytes it points at differ in the reply, so echoing it would give a reply that does
+    // not parse. FORMERR instead, without the question.
+    let pointer = [
+        0x04, 0xcb, 0x01, 0x05, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0xc0, 0x02, 0x00, 0x01, 0x00, 0x01,
+    ];
+    let reply = udp_raw(r.addr, &pointer, Duration::from_secs(2)).expect("FORMERR");
+    let m = Message::from_vec(&reply).expect("the reply parses");
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    assert!(m.queries.is_empty());
     let (m, _) = udp(
         r.addr,
         &query("db-0.db.prod.roster.internal.", RecordType::A),

@@ -240,6 +240,24 @@ pub enum Path {
     General,
 }
 
+/// Whether the first question's name holds a compression pointer (or a reserved label type).
+/// Nothing precedes a question but the header, so such a pointer can only point into it; and
+/// since the question is echoed as received, the reply would point at its own, different,
+/// header and not parse.
+fn question_has_pointer(bytes: &[u8]) -> bool {
+    let mut at = 12;
+    while let Some(&len) = bytes.get(at) {
+        if len == 0 {
+            return false;
+        }
+        if len & 0xC0 != 0 {
+            return true;
+        }
+        at += 1 + len as usize;
+    }
+    false
+}
+
 /// What a request got, for metrics and logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reply {
@@ -339,7 +357,12 @@ impl Handler {
             Transport::Udp => Protocol::Udp,
             Transport::Tcp => Protocol::Tcp,
         };
-        let reply = match Request::from_bytes(bytes.to_vec(), src, protocol) {
+        let request = if header.counts.queries > 0 && question_has_pointer(bytes) {
+            Err("a compression pointer in the question".to_owned())
+        } else {
+            Request::from_bytes(bytes.to_vec(), src, protocol).map_err(|e| e.to_string())
+        };
+        let reply = match request {
             Ok(request) => self.respond(&request, out),
             Err(e) => {
                 debug!(%src, error = %e, "malformed message; FORMERR");
