@@ -15,6 +15,7 @@ use tracing::info;
 
 use crate::admin::{self, Admin};
 use crate::config::{Config, SourceConfig};
+use crate::dns::rrl::RateLimit;
 use crate::dns::{Handler, listen};
 use crate::membership::{Membership, Published};
 use crate::metrics::Metrics;
@@ -175,7 +176,8 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Ru
         published,
         metrics,
     ));
-    let server = listen::serve(listeners, handler, config.tcp, stop.clone());
+    let rate_limit = RateLimit::new(config.rate_limit, config.rate_limit_slip).map(Arc::new);
+    let server = listen::serve(listeners, handler, config.tcp, rate_limit, stop.clone());
     tokio::pin!(server);
     let mut pipeline_done = false;
     // The pipeline ends by itself at shutdown; before it, its end is a failure.

@@ -32,6 +32,7 @@ pub const DEFAULT_TCP_IDLE_TIMEOUT: u64 = 10;
 pub const DEFAULT_TCP_LIFETIME: u64 = 120;
 pub const DEFAULT_TCP_MAX_QUERIES: u32 = 1000;
 pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1000;
+pub const DEFAULT_RATE_LIMIT_SLIP: u32 = 2;
 /// Where roster's own Service lives in the manifests of `deploy/`.
 pub const DEFAULT_NAMESERVER: &str = "roster.roster-system.svc.cluster.local.";
 
@@ -58,6 +59,10 @@ pub struct Config {
     pub max_udp_payload: u16,
     /// The bounds on TCP clients.
     pub tcp: TcpLimits,
+    /// UDP responses per second per source prefix; 0: unlimited.
+    pub rate_limit: u32,
+    /// Every how many limited responses one is sent truncated; 0: none.
+    pub rate_limit_slip: u32,
     /// Worker threads, and UDP sockets per listen address (SO_REUSEPORT).
     pub workers: usize,
     pub identity: IdentityConfig,
@@ -199,6 +204,8 @@ impl Config {
                 "tcp_lifetime",
                 "tcp_max_queries",
                 "tcp_max_connections",
+                "rate_limit",
+                "rate_limit_slip",
                 "workers",
                 "nameserver",
                 "hostmaster",
@@ -343,6 +350,15 @@ impl Config {
             1,
             1_000_000,
         ) as usize;
+        let rate_limit = w.int(dns, "dns.", "rate_limit", 0, 0, 1_000_000_000) as u32;
+        let rate_limit_slip = w.int(
+            dns,
+            "dns.",
+            "rate_limit_slip",
+            DEFAULT_RATE_LIMIT_SLIP.into(),
+            0,
+            100,
+        ) as u32;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let workers = match overrides.workers {
             Some(n) if n > 0 => n,
@@ -405,6 +421,8 @@ impl Config {
                 max_queries: tcp_max_queries,
                 max_connections: tcp_max_connections,
             },
+            rate_limit,
+            rate_limit_slip,
             workers,
             identity: IdentityConfig { publish_not_ready },
             source,
@@ -453,6 +471,10 @@ impl Config {
             self.tcp.lifetime.as_secs(),
             self.tcp.max_queries,
             self.tcp.max_connections
+        ));
+        out.push_str(&format!(
+            "rate_limit = {}\nrate_limit_slip = {}\n",
+            self.rate_limit, self.rate_limit_slip
         ));
         out.push_str(&format!("workers = {}\n", self.workers));
         out.push_str(&format!("nameserver = {}\n", q(&z.nameserver.to_string())));

@@ -14,6 +14,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::dns::rrl::Verdict;
 use crate::identity::{SkipReason, Unpublished};
 use crate::source::Health;
 
@@ -116,6 +117,8 @@ pub struct Metrics {
     truncated: Box<[AtomicU64]>,
     malformed: Box<[AtomicU64]>,
     tcp_connections: AtomicI64,
+    /// [dropped, slipped]
+    rate_limited: Box<[AtomicU64]>,
     tcp_closed: Box<[AtomicU64]>,
     answer_latency: [Histogram; 2],
     events: Box<[AtomicU64]>,
@@ -151,6 +154,7 @@ impl Metrics {
             truncated: counters(2),
             malformed: counters(2),
             tcp_connections: AtomicI64::new(0),
+            rate_limited: counters(2),
             tcp_closed: counters(TCP_CLOSE_REASONS.len()),
             answer_latency: [
                 Histogram::new(ANSWER_BUCKETS),
@@ -194,6 +198,15 @@ impl Metrics {
 
     pub fn malformed(&self, t: Transport) {
         self.malformed[t as usize].fetch_add(1, Relaxed);
+    }
+
+    /// A UDP response dropped or slipped by response rate limiting.
+    pub fn rate_limited(&self, verdict: Verdict) {
+        match verdict {
+            Verdict::Drop => self.rate_limited[0].fetch_add(1, Relaxed),
+            Verdict::Slip => self.rate_limited[1].fetch_add(1, Relaxed),
+            Verdict::Send => 0,
+        };
     }
 
     pub fn set_tcp_connections(&self, open: usize) {
@@ -326,6 +339,22 @@ impl Collector for Metrics {
                 let labels = [("transport", *transport)];
                 m.encode_family(&labels.as_slice())?
                     .encode_counter::<NoLabelSet, _, u64>(&values[t].load(Relaxed), None)?;
+            }
+        }
+        {
+            let mut m = e.encode_descriptor(
+                "roster_dns_rate_limited",
+                "UDP responses over dns.rate_limit: dropped, or slipped (sent empty with TC=1)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (i, action) in ["dropped", "slipped"].iter().enumerate() {
+                let labels = [("action", *action)];
+                m.encode_family(&labels.as_slice())?
+                    .encode_counter::<NoLabelSet, _, u64>(
+                        &self.rate_limited[i].load(Relaxed),
+                        None,
+                    )?;
             }
         }
         gauge(

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use super::rrl::RateLimit;
 use super::{Handler, TcpLimits, tcp, udp};
 
 /// How long TCP connections get at shutdown to finish the query they are answering.
@@ -114,6 +115,7 @@ pub async fn serve(
     listeners: Listeners,
     handler: Arc<Handler>,
     tcp_limits: TcpLimits,
+    rate_limit: Option<Arc<RateLimit>>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     for addr in &listeners.addrs {
@@ -122,7 +124,12 @@ pub async fn serve(
     let loops = TaskTracker::new();
     let connections = TaskTracker::new();
     for socket in listeners.udp {
-        loops.spawn(udp::run(socket, handler.clone(), shutdown.clone()));
+        loops.spawn(udp::run(
+            socket,
+            handler.clone(),
+            rate_limit.clone(),
+            shutdown.clone(),
+        ));
     }
     // One connection limit for all listeners: it bounds the process's descriptors and memory.
     let registry = tcp::Registry::new();

@@ -8,6 +8,7 @@
 
 mod fast;
 pub mod listen;
+pub mod rrl;
 mod tcp;
 mod udp;
 pub mod wire;

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::Handler;
+use super::rrl::{self, RateLimit, Verdict};
 use crate::metrics::Transport;
 
 /// Datagrams per system call.
@@ -121,7 +122,12 @@ fn source(addr: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
-pub(super) async fn run(socket: UdpSocket, handler: Arc<Handler>, shutdown: CancellationToken) {
+pub(super) async fn run(
+    socket: UdpSocket,
+    handler: Arc<Handler>,
+    rate_limit: Option<Arc<RateLimit>>,
+    shutdown: CancellationToken,
+) {
     let fd = socket.as_raw_fd();
     let mut batch = Batch::new();
     loop {
@@ -173,12 +179,21 @@ pub(super) async fn run(socket: UdpSocket, handler: Arc<Handler>, shutdown: Canc
             let Some(src) = source(&batch.addrs[i]).filter(|s| s.port() != 0) else {
                 continue;
             };
+            let verdict = rate_limit
+                .as_ref()
+                .map_or(Verdict::Send, |r| r.check(src.ip()));
+            if verdict == Verdict::Drop {
+                handler.metrics.rate_limited(verdict);
+                continue;
+            }
             let len = header.msg_len as usize;
             let packet = &batch.input[i * DATAGRAM..i * DATAGRAM + len];
-            if handler
-                .answer(packet, src, Transport::Udp, &mut batch.outputs[i])
-                .is_some()
-            {
+            let out = &mut batch.outputs[i];
+            if handler.answer(packet, src, Transport::Udp, out).is_some() {
+                if verdict == Verdict::Slip {
+                    rrl::slip(out);
+                    handler.metrics.rate_limited(verdict);
+                }
                 batch.replies.push(i);
             }
         }
