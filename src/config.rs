@@ -211,7 +211,11 @@ impl Config {
                 "hostmaster",
             ],
         );
-        w.known(members, "members.", &["publish_not_ready"]);
+        w.known(
+            members,
+            "members.",
+            &["publish_not_ready", "protect_statefulset_names"],
+        );
         w.known(
             source,
             "source.",
@@ -376,6 +380,8 @@ impl Config {
         );
         let hostmaster = w.name(dns, "dns.", "hostmaster", &default_hostmaster);
         let publish_not_ready = w.bool(members, "members.", "publish_not_ready", false);
+        let protect_statefulset_names =
+            w.bool(members, "members.", "protect_statefulset_names", false);
 
         let kind = w
             .string(source, "source.", "type")
@@ -424,7 +430,10 @@ impl Config {
             rate_limit,
             rate_limit_slip,
             workers,
-            identity: IdentityConfig { publish_not_ready },
+            identity: IdentityConfig {
+                publish_not_ready,
+                protect_statefulset_names,
+            },
             source,
             admin_listen,
         })
@@ -480,8 +489,8 @@ impl Config {
         out.push_str(&format!("nameserver = {}\n", q(&z.nameserver.to_string())));
         out.push_str(&format!("hostmaster = {}\n", q(&z.hostmaster.to_string())));
         out.push_str(&format!(
-            "\n[members]\npublish_not_ready = {}\n",
-            self.identity.publish_not_ready
+            "\n[members]\npublish_not_ready = {}\nprotect_statefulset_names = {}\n",
+            self.identity.publish_not_ready, self.identity.protect_statefulset_names
         ));
         let admin = self.admin_listen.map(|a| a.to_string()).unwrap_or_default();
         out.push_str(&format!("\n[admin]\nlisten = {}\n", q(&admin)));

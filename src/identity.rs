@@ -15,6 +15,9 @@ use crate::source::{PodView, Protocol};
 pub struct IdentityConfig {
     /// Publish members that are not ready (SPEC §2 `publish_not_ready`).
     pub publish_not_ready: bool,
+    /// A pod owned by a StatefulSet wins every conflict with a pod that is not, so that labels
+    /// alone can never take a StatefulSet member's name (`members.protect_statefulset_names`).
+    pub protect_statefulset_names: bool,
 }
 
 /// A service: its relative DNS name `<service>.<namespace>`, which is also its key everywhere.
@@ -125,6 +128,8 @@ pub struct Identity {
     pub ips: Box<[IpAddr]>,
     pub ready: bool,
     pub terminating: bool,
+    /// Owned by a StatefulSet, under `protect_statefulset_names`: first in every conflict.
+    pub protected: bool,
     /// Seconds since the Unix epoch; a pod without a timestamp ranks as the newest.
     pub created: Option<i64>,
     /// `None` when the member is published.
@@ -183,9 +188,11 @@ impl Identity {
     }
 
     /// Conflict order (SPEC §2): not terminating, then ready, then older, then (by the caller)
-    /// pod name. Lower ranks win.
-    pub fn rank(&self) -> (bool, bool, i64) {
+    /// pod name; before all of them, under `protect_statefulset_names`, owned by a StatefulSet.
+    /// Lower ranks win.
+    pub fn rank(&self) -> (bool, bool, bool, i64) {
         (
+            !self.protected,
             self.terminating,
             !self.ready,
             self.created.unwrap_or(i64::MAX),
@@ -332,6 +339,7 @@ pub fn claim(pod: &PodView, config: IdentityConfig) -> Claim {
         ips: pod.ips.as_slice().into(),
         ready: pod.ready,
         terminating: pod.terminating,
+        protected: config.protect_statefulset_names && pod.statefulset.is_some(),
         created: pod.created,
         unpublished,
         primary_port,
@@ -692,6 +700,7 @@ mod tests {
                 &p,
                 IdentityConfig {
                     publish_not_ready: *switch,
+                    ..Default::default()
                 },
             ) else {
                 panic!("{what}: not a member")
@@ -758,6 +767,39 @@ mod tests {
         p.annotation_port = None;
         p.ports = vec![port(1, Some("peer"), 2380, Some(Protocol::Tcp))];
         assert_eq!(member(&p).primary_port, None, "first container has no port");
+    }
+
+    #[test]
+    fn protected_statefulset_pods_win_every_conflict() {
+        // The StatefulSet's own db-0: terminating, not ready and newer, so it loses by SPEC §2.
+        let mut owned = pod("db-0");
+        owned.terminating = true;
+        owned.ready = false;
+        owned.created = Some(500);
+        // A pod that only carries labels asking for the same name.
+        let mut labelled = pod("intruder");
+        labelled.statefulset = None;
+        labelled.subdomain = None;
+        labelled.label_service = Some("db".into());
+        labelled.label_name = Some("db".into());
+        labelled.label_ordinal = Some("0".into());
+        let rank = |p: &PodView, protect: bool| match claim(
+            p,
+            IdentityConfig {
+                protect_statefulset_names: protect,
+                ..Default::default()
+            },
+        ) {
+            Claim::Member(i) => {
+                assert_eq!(&*i.member, "db-0");
+                i.rank()
+            }
+            other => panic!("expected a member, got {other:?}"),
+        };
+        assert!(rank(&labelled, false) < rank(&owned, false), "SPEC order");
+        assert!(rank(&owned, true) < rank(&labelled, true), "protected");
+        // Between two StatefulSet pods the SPEC order still decides.
+        assert!(rank(&pod("db-0"), true) < rank(&owned, true));
     }
 
     #[test]

@@ -437,6 +437,7 @@ pub(crate) mod tests {
             ips: vec![ip.parse().unwrap()].into(),
             ready: true,
             terminating: false,
+            protected: false,
             created: Some(1),
             unpublished: None,
             primary_port: Some(5432),
