@@ -12,7 +12,7 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 
 use crate::dns::TcpLimits;
-use crate::identity::{IdentityConfig, is_dns_label};
+use crate::identity::{DEFAULT_MAX_PER_SERVICE, DEFAULT_MAX_PODS, IdentityConfig, is_dns_label};
 use crate::source::kubernetes::{KubeSettings, check_label_selector};
 use crate::zone::{DomainName, ReverseZone, ZoneSettings};
 
@@ -214,7 +214,12 @@ impl Config {
         w.known(
             members,
             "members.",
-            &["publish_not_ready", "protect_statefulset_names"],
+            &[
+                "publish_not_ready",
+                "protect_statefulset_names",
+                "max_pods",
+                "max_per_service",
+            ],
         );
         w.known(
             source,
@@ -382,6 +387,22 @@ impl Config {
         let publish_not_ready = w.bool(members, "members.", "publish_not_ready", false);
         let protect_statefulset_names =
             w.bool(members, "members.", "protect_statefulset_names", false);
+        let max_pods = w.int(
+            members,
+            "members.",
+            "max_pods",
+            DEFAULT_MAX_PODS as i64,
+            1,
+            100_000_000,
+        ) as usize;
+        let max_per_service = w.int(
+            members,
+            "members.",
+            "max_per_service",
+            DEFAULT_MAX_PER_SERVICE as i64,
+            1,
+            100_000_000,
+        ) as usize;
 
         let kind = w
             .string(source, "source.", "type")
@@ -433,6 +454,8 @@ impl Config {
             identity: IdentityConfig {
                 publish_not_ready,
                 protect_statefulset_names,
+                max_pods,
+                max_per_service,
             },
             source,
             admin_listen,
@@ -489,8 +512,11 @@ impl Config {
         out.push_str(&format!("nameserver = {}\n", q(&z.nameserver.to_string())));
         out.push_str(&format!("hostmaster = {}\n", q(&z.hostmaster.to_string())));
         out.push_str(&format!(
-            "\n[members]\npublish_not_ready = {}\nprotect_statefulset_names = {}\n",
-            self.identity.publish_not_ready, self.identity.protect_statefulset_names
+            "\n[members]\npublish_not_ready = {}\nprotect_statefulset_names = {}\nmax_pods = {}\nmax_per_service = {}\n",
+            self.identity.publish_not_ready,
+            self.identity.protect_statefulset_names,
+            self.identity.max_pods,
+            self.identity.max_per_service
         ));
         let admin = self.admin_listen.map(|a| a.to_string()).unwrap_or_default();
         out.push_str(&format!("\n[admin]\nlisten = {}\n", q(&admin)));

@@ -11,13 +11,32 @@ use std::sync::Arc;
 use crate::source::{PodView, Protocol};
 
 /// Settings that change how pods become members.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IdentityConfig {
     /// Publish members that are not ready (SPEC §2 `publish_not_ready`).
     pub publish_not_ready: bool,
     /// A pod owned by a StatefulSet wins every conflict with a pod that is not, so that labels
     /// alone can never take a StatefulSet member's name (`members.protect_statefulset_names`).
     pub protect_statefulset_names: bool,
+    /// Member pods (and pods skipped with a reason) kept at most; beyond it new ones are
+    /// refused until others go (`members.max_pods`).
+    pub max_pods: usize,
+    /// Members a service publishes at most, lowest ordinals first (`members.max_per_service`).
+    pub max_per_service: usize,
+}
+
+pub const DEFAULT_MAX_PODS: usize = 1_000_000;
+pub const DEFAULT_MAX_PER_SERVICE: usize = 10_000;
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            publish_not_ready: false,
+            protect_statefulset_names: false,
+            max_pods: DEFAULT_MAX_PODS,
+            max_per_service: DEFAULT_MAX_PER_SERVICE,
+        }
+    }
 }
 
 /// A service: its relative DNS name `<service>.<namespace>`, which is also its key everywhere.

@@ -34,6 +34,10 @@ pub struct Stats {
     pub conflicts_total: u64,
     /// Snapshots published since start.
     pub publications: u64,
+    /// Members left out of services over `max_per_service` (current), by service.
+    pub over_limit: HashMap<ServiceId, usize>,
+    /// Pods refused since start because `max_pods` pods were kept.
+    pub refused_total: u64,
 }
 
 pub struct Membership {
@@ -175,6 +179,21 @@ impl Membership {
         match self.pods.get(&key) {
             Some(old) if old == claim => return,
             None if claim == Claim::NotMember => return,
+            None if self.pods.len() >= self.config.max_pods => {
+                self.stats.refused_total += 1;
+                self.metrics.pod_refused();
+                // The first refusal, then one in 1,000: a flood of pods must not flood the log.
+                if self.stats.refused_total % 1000 == 1 {
+                    warn!(
+                        pod = %key,
+                        limit = self.config.max_pods,
+                        refused_total = self.stats.refused_total,
+                        "pod not tracked: members.max_pods pods are kept already; it gets a \
+                         name at its next change after others go"
+                    );
+                }
+                return;
+            }
             old => report(&key, old.as_ref(), &claim),
         }
         if let Some(old) = self.pods.remove(&key) {
@@ -280,12 +299,43 @@ impl Membership {
         let mut diagnostics = std::mem::take(&mut self.diagnostics_dirty);
         for service in std::mem::take(&mut self.dirty) {
             let node = match self.services.get(&service) {
-                Some(claims) => ServiceNode::build(
-                    claims
+                Some(claims) => {
+                    let holders = claims
                         .chunk_by(|a, b| a.member == b.member)
-                        .filter_map(holder),
-                ),
-                None => None,
+                        .filter_map(holder);
+                    let limit = self.config.max_per_service;
+                    if claims.len() <= limit {
+                        self.stats.over_limit.remove(&service);
+                        ServiceNode::build(holders)
+                    } else {
+                        let mut holders: Vec<Holder<'_>> = holders.collect();
+                        holders.sort_by(|a, b| {
+                            (a.identity.ordinal, &a.identity.member)
+                                .cmp(&(b.identity.ordinal, &b.identity.member))
+                        });
+                        let over = holders.len().saturating_sub(limit);
+                        holders.truncate(limit);
+                        let was = if over > 0 {
+                            self.stats.over_limit.insert(service.clone(), over)
+                        } else {
+                            self.stats.over_limit.remove(&service)
+                        };
+                        if over > 0 && was.is_none() {
+                            warn!(
+                                service = %service,
+                                limit,
+                                left_out = over,
+                                "service has more members than members.max_per_service; the \
+                                 highest ordinals get no name"
+                            );
+                        }
+                        ServiceNode::build(holders)
+                    }
+                }
+                None => {
+                    self.stats.over_limit.remove(&service);
+                    None
+                }
             };
             match self.zone.set_service(&service, node) {
                 Change::None => {}
@@ -320,6 +370,8 @@ impl Membership {
             SkipReason::ALL.map(|r| self.stats.skipped.get(&r).copied().unwrap_or(0));
         self.metrics
             .set_membership(&skipped, self.stats.conflicts, self.stats.conflicts_total);
+        self.metrics
+            .set_over_limit(self.stats.over_limit.values().sum());
         self.metrics.set_zone(
             self.zone.serial,
             self.zone.service_count(),

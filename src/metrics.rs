@@ -130,6 +130,8 @@ pub struct Metrics {
     skipped: Box<[AtomicI64]>,
     conflicts: AtomicI64,
     conflicts_total: AtomicU64,
+    over_limit: AtomicI64,
+    refused: AtomicU64,
     serial: AtomicU64,
     ready: AtomicI64,
     health: Arc<Health>,
@@ -170,6 +172,8 @@ impl Metrics {
             skipped: SkipReason::ALL.iter().map(|_| AtomicI64::new(0)).collect(),
             conflicts: AtomicI64::new(0),
             conflicts_total: AtomicU64::new(0),
+            over_limit: AtomicI64::new(0),
+            refused: AtomicU64::new(0),
             serial: AtomicU64::new(0),
             ready: AtomicI64::new(0),
             health,
@@ -244,6 +248,14 @@ impl Metrics {
         }
         self.conflicts.store(conflicts as i64, Relaxed);
         self.conflicts_total.store(conflicts_total, Relaxed);
+    }
+
+    pub fn set_over_limit(&self, members: usize) {
+        self.over_limit.store(members as i64, Relaxed);
+    }
+
+    pub fn pod_refused(&self) {
+        self.refused.fetch_add(1, Relaxed);
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -474,6 +486,18 @@ impl Collector for Metrics {
             "roster_conflicts",
             "Conflicts seen: a pod claiming a member name another pod holds",
             self.conflicts_total.load(Relaxed),
+        )?;
+        gauge(
+            &mut e,
+            "roster_members_over_limit",
+            "Members without a name because their service has more than members.max_per_service",
+            self.over_limit.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "roster_pods_refused",
+            "Pods not tracked because members.max_pods pods were kept already",
+            self.refused.load(Relaxed),
         )?;
         gauge(
             &mut e,
