@@ -3,109 +3,14 @@
 //! (leaving the general path to answer) whatever it does not handle. Every integration test
 //! runs on the fast path too, since the server tries it first.
 
-use std::sync::Arc;
+#[path = "common/answer_world.rs"]
+mod answer_world;
 
-use hickory_server::proto::op::{Edns, Message, MessageType, OpCode, Query};
+use answer_world::{NAMES, handler, query};
+use hickory_server::proto::op::{Message, MessageType, OpCode, Query};
 use hickory_server::proto::rr::{DNSClass, Name, RecordType};
 use roster::dns::{Handler, Path};
-use roster::identity::IdentityConfig;
-use roster::membership::{Membership, Published};
-use roster::metrics::{Metrics, Transport};
-use roster::source::{Health, PodEvent, PodView, PortView, Protocol, Scope};
-use roster::zone::{DomainName, ReverseZone, ZoneSettings};
-
-fn pod(ns: &str, name: &str, service: &str, ips: &[&str], ready: bool) -> PodView {
-    PodView {
-        namespace: ns.into(),
-        name: name.into(),
-        label_service: Some(service.into()),
-        ips: ips.iter().map(|i| i.parse().unwrap()).collect(),
-        ready,
-        created: Some(1),
-        ports: vec![
-            PortView {
-                container: 0,
-                name: Some("client".into()),
-                number: 5432,
-                protocol: Some(Protocol::Tcp),
-            },
-            PortView {
-                container: 0,
-                name: Some("peer".into()),
-                number: 7000,
-                protocol: Some(Protocol::Tcp),
-            },
-            PortView {
-                container: 1,
-                name: Some("gossip".into()),
-                number: 7946,
-                protocol: Some(Protocol::Udp),
-            },
-        ],
-        ..Default::default()
-    }
-}
-
-/// db (dual stack, one not ready), big (40 members: answers that need truncation or lose
-/// glue), cache (none published), in two zones with reverse zones.
-fn handler() -> Handler {
-    let mut pods = vec![
-        pod("prod", "db-0", "db", &["10.0.0.1", "fd00::1"], true),
-        pod("prod", "db-1", "db", &["10.0.0.2"], true),
-        pod("prod", "db-2", "db", &["10.0.0.3"], false),
-        pod("prod", "cache-0", "cache", &["10.0.2.1"], false),
-    ];
-    for i in 0..40 {
-        pods.push(pod(
-            "prod",
-            &format!("big-{i}"),
-            "big",
-            &[&format!("10.0.1.{}", i + 1), &format!("fd00::1:{i:x}")],
-            true,
-        ));
-    }
-    let mut m = Membership::new(IdentityConfig::default(), [Scope::Cluster]);
-    m.handle(PodEvent::Init(Scope::Cluster));
-    for p in pods {
-        m.handle(PodEvent::InitApply(Scope::Cluster, p));
-    }
-    m.handle(PodEvent::InitDone(Scope::Cluster));
-    let published = Arc::new(Published::empty());
-    published.store(m.publish());
-    let settings = ZoneSettings {
-        zones: vec![
-            DomainName::parse("roster.internal").unwrap(),
-            DomainName::parse("Other.Example").unwrap(),
-        ],
-        reverse_zones: vec![
-            ReverseZone::parse("10.in-addr.arpa").unwrap(),
-            ReverseZone::parse("d.f.ip6.arpa").unwrap(),
-        ],
-        ttl: 5,
-        negative_ttl: 7,
-        nameserver: DomainName::parse("roster.roster-system.svc.cluster.local").unwrap(),
-        hostmaster: DomainName::parse("hostmaster.roster.internal").unwrap(),
-    };
-    Handler::new(
-        settings,
-        1232,
-        published,
-        Arc::new(Metrics::new(Arc::new(Health::default()))),
-    )
-}
-
-fn query(name: &str, qtype: RecordType, edns: Option<u16>, rd: bool, cd: bool) -> Vec<u8> {
-    let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
-    m.metadata.recursion_desired = rd;
-    m.metadata.checking_disabled = cd;
-    m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
-    if let Some(payload) = edns {
-        let mut e = Edns::new();
-        e.set_max_payload(payload);
-        m.set_edns(e);
-    }
-    m.to_vec().unwrap()
-}
+use roster::metrics::Transport;
 
 /// Both paths on `bytes`; panics if the fast path answers differently. Returns whether the fast
 /// path answered.
@@ -131,39 +36,6 @@ fn compare(h: &Handler, bytes: &[u8], transport: Transport, what: &str) -> bool 
     }
     f.is_some()
 }
-
-const NAMES: &[&str] = &[
-    "db-0.db.prod.roster.internal.",
-    "DB-0.Db.PROD.roster.INTERNAL.",
-    "db-1.db.prod.roster.internal.",
-    "db-2.db.prod.roster.internal.",
-    "db-9.db.prod.roster.internal.",
-    "db.prod.roster.internal.",
-    "_peer._tcp.db.prod.roster.internal.",
-    "_gossip._udp.db.prod.roster.internal.",
-    "_tcp.db.prod.roster.internal.",
-    "_nope._tcp.db.prod.roster.internal.",
-    "big.prod.roster.internal.",
-    "_peer._tcp.big.prod.roster.internal.",
-    "big-39.big.prod.roster.internal.",
-    "cache.prod.roster.internal.",
-    "cache-0.cache.prod.roster.internal.",
-    "prod.roster.internal.",
-    "staging.roster.internal.",
-    "x.y.z.w.v.roster.internal.",
-    "roster.internal.",
-    "db-0.db.prod.other.example.",
-    "db.prod.Other.Example.",
-    "other.example.",
-    "1.0.0.10.in-addr.arpa.",
-    "2.0.0.10.in-addr.arpa.",
-    "9.9.9.10.in-addr.arpa.",
-    "0.10.in-addr.arpa.",
-    "10.in-addr.arpa.",
-    "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.",
-    "example.com.",
-    "com.",
-];
 
 #[test]
 fn the_same_bytes_for_every_kind_of_answer() {

@@ -1,0 +1,147 @@
+//! Any bytes through the whole request path (the fast path, then the general one), over UDP and
+//! TCP: no panic, and a reply exactly when one is due (a readable header, QR=0). A reply parses,
+//! answers the query's ID, is a response, carries a response code roster sends for bad input or
+//! a loaded zone (never SERVFAIL), and fits the transport: 512 bytes over UDP without EDNS, the
+//! client's EDNS payload size (512 to 1232) with it, 65,535 over TCP. Where the fast path
+//! answers, the general path gives the same bytes.
+//!
+//! The same property runs for longer under `cargo fuzz` (see `fuzz/`).
+
+#[path = "common/answer_world.rs"]
+mod answer_world;
+
+use std::sync::LazyLock;
+
+use answer_world::{NAMES, check_reply, handler, query};
+use hickory_server::proto::rr::RecordType;
+use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+use roster::dns::Handler;
+use roster::metrics::Transport;
+
+static HANDLER: LazyLock<Handler> = LazyLock::new(handler);
+
+fn check(bytes: &[u8], transport: Transport) -> Result<(), TestCaseError> {
+    check_reply(&HANDLER, bytes, transport).map_err(TestCaseError::fail)
+}
+
+fn transport() -> impl Strategy<Value = Transport> {
+    prop_oneof![Just(Transport::Udp), Just(Transport::Tcp)]
+}
+
+/// A valid query for one of the world's names, as a base for mutations.
+fn valid_query() -> impl Strategy<Value = Vec<u8>> {
+    let qtypes = [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::SRV,
+        RecordType::PTR,
+        RecordType::SOA,
+        RecordType::NS,
+        RecordType::ANY,
+        RecordType::TXT,
+    ];
+    (
+        0..NAMES.len(),
+        0..qtypes.len(),
+        prop::option::of(prop_oneof![
+            Just(512u16),
+            Just(1232),
+            Just(4096),
+            0..u16::MAX
+        ]),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(move |(name, qtype, edns, rd, cd)| {
+            query(NAMES[name], qtypes[qtype], edns, rd, cd)
+        })
+}
+
+#[derive(Clone, Debug)]
+enum Mutation {
+    Flip { at: usize, bit: u8 },
+    Set { at: usize, byte: u8 },
+    Cut { at: usize },
+    Insert { at: usize, bytes: Vec<u8> },
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), 0..8u8).prop_map(|(at, bit)| Mutation::Flip { at, bit }),
+        (any::<usize>(), any::<u8>()).prop_map(|(at, byte)| Mutation::Set { at, byte }),
+        any::<usize>().prop_map(|at| Mutation::Cut { at }),
+        (any::<usize>(), prop::collection::vec(any::<u8>(), 1..8))
+            .prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
+    ]
+}
+
+fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
+    for m in mutations {
+        if bytes.is_empty() {
+            break;
+        }
+        match m {
+            Mutation::Flip { at, bit } => {
+                let at = at % bytes.len();
+                bytes[at] ^= 1 << bit;
+            }
+            Mutation::Set { at, byte } => {
+                let at = at % bytes.len();
+                bytes[at] = *byte;
+            }
+            Mutation::Cut { at } => bytes.truncate(at % bytes.len()),
+            Mutation::Insert { at, bytes: new } => {
+                let at = at % (bytes.len() + 1);
+                bytes.splice(at..at, new.iter().copied());
+            }
+        }
+    }
+    bytes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 20_000,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "tests/hostile.proptest-regressions"
+        ))),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn random_bytes_get_a_sane_reply_or_none(
+        bytes in prop::collection::vec(any::<u8>(), 0..700),
+        transport in transport(),
+    ) {
+        check(&bytes, transport)?;
+    }
+
+    #[test]
+    fn mutated_queries_get_a_sane_reply_or_none(
+        base in valid_query(),
+        mutations in prop::collection::vec(mutation(), 0..5),
+        transport in transport(),
+    ) {
+        check(&mutate(base, &mutations), transport)?;
+    }
+
+    /// A header that reads, then anything: every such message is answered.
+    #[test]
+    fn any_query_header_gets_a_reply(
+        id in any::<u16>(),
+        flags in any::<u16>(),
+        counts in prop::array::uniform4(0u16..4),
+        body in prop::collection::vec(any::<u8>(), 0..300),
+        transport in transport(),
+    ) {
+        let mut bytes = Vec::with_capacity(12 + body.len());
+        bytes.extend_from_slice(&id.to_be_bytes());
+        bytes.extend_from_slice(&(flags & 0x7fff).to_be_bytes());
+        for c in counts {
+            bytes.extend_from_slice(&c.to_be_bytes());
+        }
+        bytes.extend_from_slice(&body);
+        check(&bytes, transport)?;
+    }
+}
