@@ -13,6 +13,10 @@
 //! `benches/compare.py`. Skipped when `dnsperf` is not installed.
 //!
 //! Run with `cargo bench --bench kube`; `-- --pods 1000` limits it to one size.
+//!
+//! `-- --soak 600 --pods 100000` instead runs the soak: ten minutes of `dnsperf` at half of the
+//! maximum query rate while the API server changes 100 pods a second, reporting lost queries,
+//! SERVFAILs, and resident memory minute by minute.
 
 #[path = "../tests/common/fake_api.rs"]
 mod fake_api;
@@ -91,7 +95,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn run(pods: usize) -> Option<LoadResult> {
+fn run(pods: usize, soak_seconds: Option<u64>) -> Option<LoadResult> {
     let api = FakeApi::start();
     let loading = Instant::now();
     for n in 0..pods {
@@ -204,6 +208,12 @@ fn run(pods: usize) -> Option<LoadResult> {
         rss_ready as f64 / 1024.0,
         rss_after as f64 / 1024.0,
     );
+    if let Some(seconds) = soak_seconds {
+        soak(&api, addr, admin, roster.0.id(), pods, &dir, seconds);
+        drop(roster);
+        let _ = std::fs::remove_dir_all(dir);
+        return None;
+    }
     let mut loaded = (pods >= 100_000)
         .then(|| under_load(&api, addr, pods, &dir))
         .flatten();
@@ -313,6 +323,100 @@ struct Dnsperf {
     qps: f64,
     sent: u64,
     lost: u64,
+    /// The "Response codes:" line.
+    rcodes: String,
+}
+
+/// roster's count of SERVFAIL answers.
+fn servfails(admin: SocketAddr) -> f64 {
+    http_get(admin, "/metrics")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("roster_dns_queries_total{") && l.contains("rcode=\"servfail\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Pod changes a second during a soak.
+const SOAK_CHANGE_RATE: u64 = 100;
+
+/// The soak: `dnsperf` at half of the maximum for `seconds` while the API server changes
+/// [`SOAK_CHANGE_RATE`] pods a second; reports errors (lost queries, SERVFAIL) and resident
+/// memory over time, growth measured from the first minute's end.
+fn soak(
+    api: &FakeApi,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    pid: u32,
+    pods: usize,
+    dir: &Path,
+    seconds: u64,
+) {
+    let queries = dir.join("queries.txt");
+    query_file(pods, &queries);
+    // roster's SERVFAILs so far: those before the first list, while the bench waited.
+    let servfail_before = servfails(admin);
+    let max = dnsperf_result(dnsperf(addr, &queries, 5, None));
+    let load = dnsperf(addr, &queries, seconds, Some(max.qps / 2.0));
+    let period = Duration::from_micros(1_000_000 / SOAK_CHANGE_RATE);
+    let start = Instant::now();
+    let mut samples = vec![(0u64, rss_kib(pid))];
+    let mut made = 0usize;
+    let mut last_change = None;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        let n = (made * 7919 + 13) % pods;
+        let (name, service) = member(n);
+        let new_ip = ip(n, 5 + made % 2);
+        api.apply(pod("bench", &name, &service, &new_ip, true));
+        last_change = Some((name, service, new_ip));
+        made += 1;
+        let minute = start.elapsed().as_secs() / 60;
+        if minute as usize >= samples.len() {
+            samples.push((minute * 60, rss_kib(pid)));
+        }
+        if let Some(wait) = (start + period * made as u32).checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let load = dnsperf_result(load);
+    samples.push((start.elapsed().as_secs(), rss_kib(pid)));
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let last_served = last_change.is_some_and(|(name, service, ip)| {
+        let qname = Name::from_ascii(format!("{name}.{service}.bench.roster.internal.")).unwrap();
+        a_record(&socket, addr, &qname, 7).as_deref() == Some(ip.as_str())
+    });
+    let servfail = servfails(admin) - servfail_before;
+    println!(
+        "\nSoak, {pods} pods: {seconds} s of dnsperf at {:.0} qps (half of the measured maximum, \
+         {:.0}) while the API server made {made} pod changes ({:.0}/s)\n",
+        load.qps,
+        max.qps,
+        made as f64 / seconds as f64
+    );
+    println!("| queries sent | lost | SERVFAIL (roster's count) | last change served |");
+    println!("|---|---|---|---|");
+    println!(
+        "| {} | {} | {servfail:.0} | {} |",
+        load.sent,
+        load.lost,
+        if last_served { "yes" } else { "no" }
+    );
+    println!("\ndnsperf {}", load.rcodes);
+    println!("\n| time (s) | resident memory (MiB) |\n|---|---|");
+    for (at, kib) in &samples {
+        println!("| {at} | {:.1} |", *kib as f64 / 1024.0);
+    }
+    if samples.len() > 2 {
+        let base = samples[1].1 as f64;
+        let end = samples.last().unwrap().1 as f64;
+        println!(
+            "\nresident memory growth after the first minute: {:+.1}%",
+            (end - base) / base * 100.0
+        );
+    }
 }
 
 /// With a `limit`, `dnsperf` runs at the lowest priority: it shares the client core with the
@@ -368,6 +472,12 @@ fn dnsperf_result(child: Child) -> Dnsperf {
         qps: field("Queries per second:", 3),
         sent: field("Queries sent:", 2) as u64,
         lost: field("Queries lost:", 2) as u64,
+        rcodes: text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("Response codes:"))
+            .unwrap_or("Response codes: (none)")
+            .to_owned(),
     }
 }
 
@@ -568,6 +678,10 @@ fn main() {
         Some(i) => vec![args[i + 1].parse().expect("--pods N")],
         None => vec![1_000, 100_000],
     };
+    let soak_seconds: Option<u64> = args
+        .iter()
+        .position(|a| a == "--soak")
+        .map(|i| args[i + 1].parse().expect("--soak SECONDS"));
     if pinned() {
         pin_self(CLIENT_CORE);
     }
@@ -583,7 +697,7 @@ fn main() {
     println!("|---|---|---|---|---|---|---|");
     let mut loaded = Vec::new();
     for pods in sizes {
-        if let Some(r) = run(pods) {
+        if let Some(r) = run(pods, soak_seconds) {
             loaded.push((pods, r));
         }
     }

@@ -148,6 +148,11 @@ fn a_flapping_api_server_never_causes_a_wrong_answer() {
     stop.store(true, Relaxed);
     let (asked, wrong) = asker.join().unwrap();
     let rss_end = rss_kib(r.pid());
+    println!(
+        "{seconds} s of flapping ({flips} flips), {changes} pod changes, {asked} queries, {} \
+         wrong; resident memory {rss_start} KiB -> {rss_end} KiB",
+        wrong.len()
+    );
     assert!(flips >= 3, "{flips} flips");
     assert!(changes > 40, "{changes} changes");
     assert!(asked > 1000, "{asked} queries");
