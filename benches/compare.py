@@ -124,7 +124,8 @@ def free_port():
             u.close()
 
 
-def dns_query(port, name, timeout=0.2):
+def ask(port, name, timeout):
+    """Sends `name` A to the server on `port`; returns (query, reply), or None without a reply."""
     q = struct.pack(">HHHHHH", 0x1234, 0, 1, 0, 0, 0)
     for label in name.rstrip(".").split("."):
         q += bytes([len(label)]) + label.encode()
@@ -133,12 +134,20 @@ def dns_query(port, name, timeout=0.2):
     s.settimeout(timeout)
     try:
         s.sendto(q, ("127.0.0.1", port))
-        data, _ = s.recvfrom(4096)
-        return data[3] & 0x0F, struct.unpack(">H", data[6:8])[0]
+        return q, s.recvfrom(4096)[0]
     except OSError:
         return None
     finally:
         s.close()
+
+
+def dns_query(port, name, timeout=0.2):
+    """(response code, answer count), or None."""
+    asked = ask(port, name, timeout)
+    if asked is None:
+        return None
+    data = asked[1]
+    return data[3] & 0x0F, struct.unpack(">H", data[6:8])[0]
 
 
 class Server:
@@ -351,19 +360,10 @@ def load(services, members):
 
 def a_address(port, name, timeout=0.05):
     """The first A record's address in the answer to `name` A, or None."""
-    q = struct.pack(">HHHHHH", 0x4321, 0, 1, 0, 0, 0)
-    for label in name.rstrip(".").split("."):
-        q += bytes([len(label)]) + label.encode()
-    q += b"\x00" + struct.pack(">HH", 1, 1)
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(timeout)
-    try:
-        s.sendto(q, ("127.0.0.1", port))
-        data, _ = s.recvfrom(4096)
-    except OSError:
+    asked = ask(port, name, timeout)
+    if asked is None:
         return None
-    finally:
-        s.close()
+    q, data = asked
     if len(data) < len(q) or struct.unpack(">H", data[6:8])[0] == 0:
         return None
     # The first answer follows the question: its owner name, then type, class, TTL, length.
