@@ -11,6 +11,13 @@ use roster::config::{self, Config, Overrides};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+/// jemalloc groups allocations by size and returns freed pages to the system over time; with
+/// glibc's allocator, replacing pods for hours scatters free chunks among the identities that
+/// stay, and a 100,000-pod list leaves its parse buffers in per-thread arenas (README,
+/// "Performance": resident memory and the soak).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Authoritative DNS for stable member names of clustered applications on Kubernetes.
 #[derive(Parser)]
 #[command(name = "roster", version, about)]

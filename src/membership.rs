@@ -162,7 +162,6 @@ impl Membership {
                     self.apply(key, claim);
                 }
                 self.unsynced.remove(&scope);
-                release_free_memory();
             }
             PodEvent::Apply(pod) => {
                 let claim = identity::claim(&pod, self.config);
@@ -512,17 +511,6 @@ fn holder(claims: &[Arc<Identity>]) -> Option<Holder<'_>> {
         identity,
         contenders,
     })
-}
-
-/// Hands the memory freed by a large list back to the system. A list of 100,000 pods leaves
-/// tens of megabytes of freed parse buffers scattered through the heap, which the allocator
-/// would otherwise keep for the life of the process.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages to the kernel; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// Logs a pod's new claim once, when it changes: identity warnings at warn level, ordinary
