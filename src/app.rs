@@ -76,7 +76,7 @@ async fn prepare(
             let initial = tokio::task::spawn_blocking(move || file::load(&p))
                 .await
                 .expect("loader panicked")?;
-            info!(path = %path.display(), pods = initial.pods.len(), "pods file loaded");
+            info!(path = %path.display(), pods = initial.pods(), "pods file loaded");
             Ok(Source {
                 scopes: vec![Scope::Cluster],
                 name: "pods file watcher",
@@ -111,7 +111,7 @@ pub async fn check(config: &Config) -> Result<String, RunError> {
     match &config.source {
         SourceConfig::File { path } => {
             let loaded = file::load(path)?;
-            Ok(format!("{} pods in {}", loaded.pods.len(), path.display()))
+            Ok(format!("{} pods in {}", loaded.pods(), path.display()))
         }
         SourceConfig::Kubernetes(settings) => {
             kubernetes::client(settings).await?;

@@ -102,7 +102,10 @@ impl Membership {
             for Received { at, event } in batch.drain(..) {
                 if matches!(
                     event,
-                    PodEvent::Apply(_) | PodEvent::Delete(_) | PodEvent::InitDone(_)
+                    PodEvent::Apply(_)
+                        | PodEvent::Delete(_)
+                        | PodEvent::InitDone(_)
+                        | PodEvent::Changes { .. }
                 ) {
                     changes.push(at);
                 }
@@ -120,13 +123,17 @@ impl Membership {
     }
 
     pub fn handle(&mut self, event: PodEvent) {
-        self.metrics.event(match &event {
-            PodEvent::Init(_) => 0,
-            PodEvent::InitApply(..) => 1,
-            PodEvent::InitDone(_) => 2,
-            PodEvent::Apply(_) => 3,
-            PodEvent::Delete(_) => 4,
-        });
+        match &event {
+            PodEvent::Init(_) => self.metrics.events(0, 1),
+            PodEvent::InitApply(..) => self.metrics.events(1, 1),
+            PodEvent::InitDone(_) => self.metrics.events(2, 1),
+            PodEvent::Apply(_) => self.metrics.events(3, 1),
+            PodEvent::Delete(_) => self.metrics.events(4, 1),
+            PodEvent::Changes { delete, apply } => {
+                self.metrics.events(3, apply.len());
+                self.metrics.events(4, delete.len());
+            }
+        }
         match event {
             PodEvent::Init(scope) => {
                 self.relists.insert(scope, Relist::default());
@@ -168,6 +175,15 @@ impl Membership {
                 self.apply(pod.key(), claim);
             }
             PodEvent::Delete(key) => self.delete(&key),
+            PodEvent::Changes { delete, apply } => {
+                for key in &delete {
+                    self.delete(key);
+                }
+                for pod in apply {
+                    let claim = identity::claim(&pod, self.config);
+                    self.apply(pod.key(), claim);
+                }
+            }
         }
     }
 

@@ -226,8 +226,8 @@ impl Metrics {
     }
 
     /// `kind` indexes [`EVENTS`].
-    pub fn event(&self, kind: usize) {
-        self.events[kind].fetch_add(1, Relaxed);
+    pub fn events(&self, kind: usize, count: usize) {
+        self.events[kind].fetch_add(count as u64, Relaxed);
     }
 
     pub fn reloaded(&self) {

@@ -184,6 +184,17 @@ fn version(v: usize) -> (String, Vec<String>) {
 
 #[test]
 fn a_pods_file_rewritten_a_thousand_times_is_served_whole_or_not_at_all() {
+    rewritten_a_thousand_times(true);
+}
+
+/// Replaced by renames only, each version is read the moment it lands (no poll to wait for).
+#[test]
+fn a_pods_file_replaced_a_thousand_times_is_served_whole_or_not_at_all() {
+    rewritten_a_thousand_times(false);
+}
+
+/// Writes 1,000 versions while a client asks; every other one in place when `in_place`.
+fn rewritten_a_thousand_times(in_place: bool) {
     let versions: Vec<(String, Vec<String>)> = (0..3).map(version).collect();
     let r = Roster::start(&versions[0].0);
     let stop = Arc::new(AtomicBool::new(false));
@@ -202,7 +213,7 @@ fn a_pods_file_rewritten_a_thousand_times_is_served_whole_or_not_at_all() {
                     Some(v) => {
                         seen.insert(v);
                     }
-                    None => wrong.push(ips),
+                    None => wrong.push(format!("{:?} {ips:?}", m.metadata.response_code)),
                 }
             }
             (asked, seen, wrong)
@@ -215,7 +226,7 @@ fn a_pods_file_rewritten_a_thousand_times_is_served_whole_or_not_at_all() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let text = &versions[(seed % 3) as usize].0;
-        if i % 2 == 0 {
+        if !in_place || i % 2 == 0 {
             write_atomic(&path, text);
         } else {
             // In place and in two halves, as a slow writer would: the half-written file must
@@ -243,9 +254,14 @@ fn a_pods_file_rewritten_a_thousand_times_is_served_whole_or_not_at_all() {
     assert!(settled.is_some(), "the last version is served\n{}", r.log());
     assert!(
         wrong.is_empty(),
-        "{} of {asked} answers are no complete version: {:?}",
+        "{} of {asked} answers are no complete version: {:?}\n{}",
         wrong.len(),
-        &wrong[..wrong.len().min(5)]
+        &wrong[..wrong.len().min(5)],
+        r.log()
+            .lines()
+            .filter(|l| !l.contains(" DEBUG "))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert!(
         seen.len() == 3,

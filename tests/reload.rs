@@ -242,3 +242,132 @@ fn a_pod_that_cannot_be_a_member_is_logged_once() {
     assert!(applied.is_some());
     assert_eq!(r.log().matches(needle).count(), 1, "{}", r.log());
 }
+
+fn json_pod(name: &str, ip: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod",
+  "metadata": {{"name": "{name}", "namespace": "prod", "creationTimestamp": "2026-01-01T00:00:00Z",
+    "ownerReferences": [{{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db", "uid": "u1", "controller": true}}]}},
+  "spec": {{"subdomain": "db", "containers": [{{"name": "db", "image": "db", "ports": [{{"name": "peer", "containerPort": 7000}}]}}]}},
+  "status": {{"phase": "Running", "conditions": [{{"type": "Ready", "status": "True"}}], "podIP": "{ip}"}}}}"#
+    )
+}
+
+fn json_list(pods: &[(&str, &str)]) -> String {
+    let items: Vec<String> = pods.iter().map(|(name, ip)| json_pod(name, ip)).collect();
+    format!(
+        "{{\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": [\n{}\n]}}\n",
+        items.join(",\n")
+    )
+}
+
+/// The members of db in its SRV answer, as (target, address) pairs.
+fn members(r: &Roster) -> Vec<(String, String)> {
+    let (m, _) = udp(r.addr, &query("db.prod.roster.internal.", RecordType::SRV));
+    let mut out: Vec<(String, String)> = m
+        .answers
+        .iter()
+        .filter_map(|rec| match &rec.data {
+            RData::SRV(srv) => Some(srv.target.to_ascii()),
+            _ => None,
+        })
+        .map(|target| {
+            let ips = a(r, &target).1;
+            (target, ips.join(","))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn member(name: &str, ip: &str) -> (String, String) {
+    (format!("{name}.db.prod.roster.internal."), ip.to_string())
+}
+
+/// `kubectl get pods -o json` output is compared with the last version item by item: only the
+/// pods whose text changed are applied, and the answers are those of the whole new file.
+#[test]
+fn a_json_list_is_applied_item_by_item() {
+    let r = Roster::start(&json_list(&[
+        ("db-0", "10.1.0.1"),
+        ("db-1", "10.1.0.2"),
+        ("db-2", "10.1.0.3"),
+    ]));
+    let expect = |pods: &[(&str, &str)], want: Vec<(String, String)>, log: &str, what: &str| {
+        let lines = r.log().matches(log).count();
+        r.write_pods(&json_list(pods));
+        let took = r.eventually(WITHIN, || {
+            members(&r) == want && r.log().matches(log).count() > lines
+        });
+        assert!(
+            took.is_some(),
+            "{what}: members {:?}, want {want:?}\n{}",
+            members(&r),
+            r.log()
+        );
+    };
+    expect(
+        &[
+            ("db-0", "10.1.0.1"),
+            ("db-1", "10.1.9.2"),
+            ("db-2", "10.1.0.3"),
+        ],
+        vec![
+            member("db-0", "10.1.0.1"),
+            member("db-1", "10.1.9.2"),
+            member("db-2", "10.1.0.3"),
+        ],
+        "applying the pods that changed path=pods.yaml pods=3 changed=1 gone=0",
+        "a new address",
+    );
+    expect(
+        &[("db-0", "10.1.0.1"), ("db-1", "10.1.9.2")],
+        vec![member("db-0", "10.1.0.1"), member("db-1", "10.1.9.2")],
+        "pods=2 changed=0 gone=1",
+        "a pod removed",
+    );
+    // A pod renamed in place: the old name goes, the new one comes, in one snapshot.
+    expect(
+        &[("db-5", "10.1.0.1"), ("db-1", "10.1.9.2")],
+        vec![member("db-1", "10.1.9.2"), member("db-5", "10.1.0.1")],
+        "pods=2 changed=1 gone=1",
+        "a pod renamed",
+    );
+    assert_eq!(
+        a(&r, "db-0.db.prod.roster.internal.").0,
+        ResponseCode::NXDomain
+    );
+    // Two items for one pod: which counts depends on their order, so the file is read whole, and
+    // the later item wins as in any list.
+    expect(
+        &[
+            ("db-5", "10.1.0.1"),
+            ("db-1", "10.1.9.2"),
+            ("db-1", "10.1.8.2"),
+        ],
+        vec![member("db-1", "10.1.8.2"), member("db-5", "10.1.0.1")],
+        "pods file changed; applying it whole",
+        "a duplicate",
+    );
+    // ...and so is the next version, which then is compared item by item again.
+    expect(
+        &[("db-5", "10.1.0.1"), ("db-1", "10.1.8.2")],
+        vec![member("db-1", "10.1.8.2"), member("db-5", "10.1.0.1")],
+        "pods file changed; applying it whole",
+        "after a duplicate",
+    );
+    expect(
+        &[
+            ("db-5", "10.1.0.1"),
+            ("db-1", "10.1.8.2"),
+            ("db-3", "10.1.0.4"),
+        ],
+        vec![
+            member("db-1", "10.1.8.2"),
+            member("db-3", "10.1.0.4"),
+            member("db-5", "10.1.0.1"),
+        ],
+        "pods=3 changed=1 gone=0",
+        "a pod added",
+    );
+}

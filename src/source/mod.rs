@@ -3,8 +3,10 @@
 //!
 //! The events follow the kube-runtime watcher: a (re)list is `Init`, one `InitApply` per pod,
 //! then `InitDone`; between lists, `Apply` and `Delete`. The membership layer buffers a list and
-//! applies it as a whole, so a source never has to compute differences itself.
+//! applies it as a whole, so a source never has to compute differences itself; one that does
+//! (the pods file) sends them as one `Changes`.
 
+mod dirwatch;
 pub mod file;
 pub mod kubernetes;
 
@@ -264,6 +266,13 @@ pub enum PodEvent {
     Apply(PodView),
     /// A pod is gone.
     Delete(PodKey),
+    /// The differences between two complete versions of the source, applied together: the pods
+    /// gone, then the pods added or changed. (The pods file, which compares its versions item by
+    /// item rather than sending a whole list for every change.)
+    Changes {
+        delete: Vec<PodKey>,
+        apply: Vec<PodView>,
+    },
 }
 
 /// How a source is doing: shared with the logs (and, through them, the operator).
