@@ -30,7 +30,9 @@ pub const MAX_TTL: u32 = 86_400;
 pub const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
 pub const DEFAULT_TCP_IDLE_TIMEOUT: u64 = 10;
 pub const DEFAULT_TCP_LIFETIME: u64 = 120;
-pub const DEFAULT_TCP_MAX_QUERIES: u32 = 1000;
+/// No bound, as in NSD and Knot: a bound closes a busy connection, and a client that pipelines
+/// loses the queries it has in flight then.
+pub const DEFAULT_TCP_MAX_QUERIES: u32 = 0;
 pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1000;
 pub const DEFAULT_RATE_LIMIT_SLIP: u32 = 2;
 /// Where roster's own Service lives in the manifests of `deploy/`.
@@ -348,7 +350,7 @@ impl Config {
             "dns.",
             "tcp_max_queries",
             DEFAULT_TCP_MAX_QUERIES.into(),
-            1,
+            0,
             u32::MAX.into(),
         ) as u32;
         let tcp_max_connections = w.int(

@@ -92,6 +92,31 @@ fn pipelined_queries_are_all_answered_in_order() {
     }
 }
 
+/// By default a busy connection is not closed for its number of queries, so a client that
+/// pipelines (a forwarding resolver, a load tester) loses nothing.
+#[test]
+fn by_default_a_connection_answers_every_pipelined_query() {
+    let r = start("");
+    let mut s = connect(r.addr);
+    let writer = {
+        let mut s = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for chunk in 0..30u16 {
+                let burst: Vec<u8> = (0..100u16)
+                    .flat_map(|i| framed(DB0, chunk * 100 + i))
+                    .collect();
+                s.write_all(&burst).unwrap();
+            }
+        })
+    };
+    for id in 0..3000u16 {
+        let reply = read_reply(&mut s).unwrap_or_else(|| panic!("closed before answer {id}"));
+        assert_eq!(reply.metadata.id, id);
+    }
+    writer.join().unwrap();
+    assert_eq!(closed_metric(&r, "queries"), 0.0);
+}
+
 #[test]
 fn a_connection_closes_after_its_query_budget() {
     let r = start("tcp_max_queries = 3");

@@ -3,7 +3,7 @@
 //! Bounded so that no client can hold the service from others: a connection closes after
 //! `idle` without a complete query (a query or an answer must also move within it, so a client
 //! that dribbles bytes or never reads is dropped), after `lifetime` however busy, and after
-//! `max_queries` answers. At most `max_connections` are open at once; a new connection beyond
+//! `max_queries` answers (when set). At most `max_connections` are open at once; a new connection beyond
 //! that closes the open one whose last complete query is oldest, which is the stalled or slow
 //! client rather than a working one. At shutdown, a connection waiting for a query closes at once
 //! and one in the middle of a query is answered first.
@@ -29,6 +29,7 @@ use crate::metrics::{TcpClose, Transport};
 pub struct TcpLimits {
     pub idle: Duration,
     pub lifetime: Duration,
+    /// 0: no bound.
     pub max_queries: u32,
     pub max_connections: usize,
 }
@@ -227,8 +228,8 @@ async fn connection(
         handler
             .metrics
             .answered(Transport::Tcp, arrived.elapsed(), 1);
-        answered += 1;
-        if answered >= limits.max_queries {
+        answered = answered.saturating_add(1);
+        if answered == limits.max_queries {
             return Some(TcpClose::Queries);
         }
     }
