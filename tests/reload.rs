@@ -371,3 +371,65 @@ fn a_json_list_is_applied_item_by_item() {
         "a pod added",
     );
 }
+
+/// A writer that replaces the file (by renames) faster than roster can read it still gets its
+/// versions served as it goes, rather than only once it stops: a version read while a newer one
+/// lands is complete, and is used.
+#[test]
+fn a_file_replaced_faster_than_it_is_read_is_still_followed() {
+    // 20,000 pods: a read takes long enough for several renames to land during it.
+    let version = |v: usize| {
+        let mut pods: Vec<(String, String)> = (0..20_000)
+            .map(|n| {
+                (
+                    format!("db-{}", n + 1),
+                    format!("10.2.{}.{}", n / 250, n % 250 + 1),
+                )
+            })
+            .collect();
+        pods.push(("db-0".into(), format!("10.1.0.{}", v + 1)));
+        let pods: Vec<(&str, &str)> = pods
+            .iter()
+            .map(|(n, ip)| (n.as_str(), ip.as_str()))
+            .collect();
+        json_list(&pods)
+    };
+    let r = Roster::start(&version(0));
+    let dir = r.pods_path().parent().unwrap().to_owned();
+    let files: Vec<_> = (0..4)
+        .map(|v| {
+            let file = dir.join(format!("version-{v}.json"));
+            std::fs::write(&file, version(v)).unwrap();
+            file
+        })
+        .collect();
+    let db0 = "db-0.db.prod.roster.internal.";
+    let storm = Duration::from_secs(3);
+    let writer = {
+        let (path, tmp) = (r.pods_path(), dir.join("next.json"));
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let mut renames = 0usize;
+            while started.elapsed() < storm {
+                std::fs::hard_link(&files[renames % 4], &tmp).unwrap();
+                std::fs::rename(&tmp, &path).unwrap();
+                renames += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            renames
+        })
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let started = std::time::Instant::now();
+    while started.elapsed() < storm - Duration::from_millis(200) {
+        seen.extend(a(&r, db0).1);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let renames = writer.join().unwrap();
+    assert!(renames > 500, "{renames} renames");
+    assert!(
+        seen.len() >= 3,
+        "during {renames} renames only {seen:?} were served\n{}",
+        r.log()
+    );
+}

@@ -446,6 +446,8 @@ struct Reread {
     fingerprint: u64,
     pods: usize,
     version: Version,
+    /// A newer version landed while this one was read.
+    newer: bool,
 }
 
 /// What came of reading a new version.
@@ -458,11 +460,15 @@ enum Outcome {
 }
 
 /// Reads a new version and makes `index` describe it; `index` is unchanged unless the version is
-/// read and used. `since` gives the directory's events since it was last asked.
+/// read and used. `since` gives the directory's events since it was last asked. When the file
+/// has only ever been replaced by renames (`replaced_only`), whatever was read is one complete
+/// version, even if a newer one landed meanwhile: it is used, so that a writer replacing the file
+/// faster than it can be read still gets every version it leaves in place long enough.
 fn reread(
     path: &Path,
     expected: Option<Stamp>,
     index: &mut Option<Index>,
+    replaced_only: bool,
     since: impl Fn() -> Seen,
 ) -> Outcome {
     // Events queued since the watcher last looked: a write begun since then is not read.
@@ -472,7 +478,12 @@ fn reread(
     }
     let loaded = read(path, index.as_ref());
     let seen = since();
+    let newer = match &loaded {
+        Ok(loaded) => seen != Seen::Nothing || loaded.stamp != expected,
+        Err(_) => seen != Seen::Nothing,
+    };
     let loaded = match loaded {
+        Ok(loaded) if replaced_only && seen != Seen::Writing => loaded,
         _ if seen != Seen::Nothing => return Outcome::Raced(seen),
         Ok(loaded) if loaded.stamp != expected => return Outcome::Raced(Seen::Writing),
         Ok(loaded) => loaded,
@@ -493,6 +504,7 @@ fn reread(
         fingerprint: loaded.fingerprint,
         pods,
         version,
+        newer,
     })
 }
 
@@ -555,9 +567,10 @@ pub async fn watch(
         let p = path.clone();
         let mut taken = index.take();
         let events_since = dir_watch.clone();
+        let replaced_only = dir_watch.as_deref().is_some_and(|w| !w.written_in_place());
         let result = tokio::task::spawn_blocking(move || {
             let since = || events_since.as_ref().map_or(Seen::Nothing, |w| w.since());
-            let result = reread(&p, now, &mut taken, since);
+            let result = reread(&p, now, &mut taken, replaced_only, since);
             (result, taken)
         })
         .await;
@@ -585,6 +598,7 @@ pub async fn watch(
                     failing = false;
                 }
                 health.synced();
+                again = reread.newer;
                 let unchanged = reread.fingerprint == applied.1;
                 applied = (reread.stamp, reread.fingerprint);
                 if unchanged {
