@@ -324,6 +324,40 @@ fn a_relist_after_410_never_flaps_and_drops_what_vanished() {
     );
 }
 
+/// A watch that ends with 410 Expired (the API server compacted past roster's resource
+/// version; nothing is wrong with it) is followed by a list at once: kube's backoff after an
+/// error is at least 0.8 s, all of it stale answers.
+#[test]
+fn a_watch_expired_with_410_lists_again_at_once() {
+    let api = FakeApi::start();
+    db(&api, 0, "10.0.0.1");
+    let r = roster(&api, "");
+    let lists = || {
+        api.requests()
+            .iter()
+            .filter(|q| !q.contains("watch="))
+            .count()
+    };
+    for round in 0..3 {
+        let before = lists();
+        api.expire_watches();
+        let relisted = r.eventually(Duration::from_secs(5), || lists() > before);
+        let took = relisted.unwrap_or_else(|| panic!("round {round}: no list\n{}", r.log()));
+        assert!(
+            took < Duration::from_millis(600),
+            "round {round}: listed again after {took:?}, as after a backoff\n{}",
+            r.log()
+        );
+        db(&api, 1, &format!("10.0.1.{}", round + 1));
+        expect(
+            &r,
+            "db-1.db.prod.roster.internal.",
+            ok(&[&format!("10.0.1.{}", round + 1)]),
+            "a change after the list",
+        );
+    }
+}
+
 #[test]
 fn http_410_at_watch_start_is_not_retried_for_ever() {
     let api = FakeApi::start();

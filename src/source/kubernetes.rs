@@ -3,8 +3,9 @@
 //! One kube watcher per scope (the cluster, or each configured namespace), each an explicit
 //! list-then-watch state machine that relists on 410 Gone and re-watches after a dropped
 //! connection. Pods are stripped to a [`PodView`] the moment they arrive. Errors never stop the
-//! source: kube's backoff retries them, the zone keeps its last good state, and the log says
-//! what is wrong at a falling rate (not one line per retry) and when it is over.
+//! source: kube's backoff retries them (except the first 410 Gone in a row, which lists again at
+//! once), the zone keeps its last good state, and the log says what is wrong at a falling rate
+//! (not one line per retry) and when it is over.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio::sync::mpsc;
@@ -148,9 +149,15 @@ async fn watch_scope(
         if let Some(labels) = &settings.label_selector {
             config = config.labels(labels);
         }
-        let stream = watcher::watcher(api, config).default_backoff();
+        let stream = watcher::watcher(api, config);
         tokio::pin!(stream);
         let mut gone = 0;
+        // kube's own backoff, applied here rather than with `default_backoff()`, so that the
+        // first 410 Gone after a working watch lists again at once, as client-go does: the
+        // resource version expired, nothing is wrong with the API server, and every moment
+        // of waiting is a moment of stale answers. A second 410 in a row waits as any error.
+        let mut backoff = watcher::DefaultBackoff::default();
+        let mut last_was_gone = false;
         loop {
             let item = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -160,7 +167,9 @@ async fn watch_scope(
             let event = match item {
                 Ok(event) => {
                     errors.recovered();
+                    backoff.reset();
                     gone = 0;
+                    last_was_gone = false;
                     event
                 }
                 Err(e) => {
@@ -173,6 +182,15 @@ async fn watch_scope(
                     if gone >= GONE_LIMIT {
                         warn!(scope = %scope, "watch start refused with 410 Gone {gone} times; listing again");
                         break;
+                    }
+                    let first_gone = is_gone(&e) && !last_was_gone;
+                    last_was_gone = is_gone(&e);
+                    if !first_gone {
+                        let wait = backoff.next().unwrap_or(Duration::from_secs(30));
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep(wait) => {}
+                        }
                     }
                     continue;
                 }
@@ -213,6 +231,11 @@ fn api_status(e: &watcher::Error) -> Option<&kube::core::Status> {
         watcher::Error::WatchError(s) => Some(s),
         _ => None,
     }
+}
+
+/// The resource version expired (410 Gone), at the watch request or in the watch stream.
+fn is_gone(e: &watcher::Error) -> bool {
+    api_status(e).is_some_and(|s| s.code == 410)
 }
 
 fn is_gone_at_watch_start(e: &watcher::Error) -> bool {
