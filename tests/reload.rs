@@ -433,3 +433,33 @@ fn a_file_replaced_faster_than_it_is_read_is_still_followed() {
         r.log()
     );
 }
+
+/// A ConfigMap volume: the file is a symlink through `..data`, which the kubelet points at a new
+/// directory on each update by renaming a new symlink over it.
+#[test]
+fn a_configmap_volume_update_is_followed() {
+    let cm = temp_dir();
+    let publish = |version: usize, text: &str| {
+        let dir = cm.join(format!("..2026_11_27_00_00_0{version}"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("pods.yaml"), text).unwrap();
+        let tmp = cm.join("..data_tmp");
+        std::os::unix::fs::symlink(dir.file_name().unwrap(), &tmp).unwrap();
+        std::fs::rename(&tmp, cm.join("..data")).unwrap();
+    };
+    publish(0, &world());
+    std::os::unix::fs::symlink("..data/pods.yaml", cm.join("pods.yaml")).unwrap();
+    let config = format!(
+        "[source]\npods_file = \"{}\"\n",
+        cm.join("pods.yaml").display()
+    );
+    let r = Roster::start_with(&config, "", &[]);
+    let db1 = "db-1.db.prod.roster.internal.";
+    assert_eq!(a(&r, db1).1, ["10.1.0.2"]);
+    for version in 1..4 {
+        let ip = format!("10.1.9.{version}");
+        publish(version, &world().replace("10.1.0.2", &ip));
+        let took = r.eventually(WITHIN, || a(&r, db1).1 == [ip.as_str()]);
+        assert!(took.is_some(), "version {version}\n{}", r.log());
+    }
+}
