@@ -454,7 +454,8 @@ struct Reread {
 enum Outcome {
     Read(Reread),
     /// The file changed while it was read, according to its stamp or to the directory's events
-    /// from the start of the read to its end (what they said is kept): read again.
+    /// from the start of the read to its end (what they said, `Nothing` when only the stamp
+    /// told): read again.
     Raced(Seen),
     Failed(FileError),
 }
@@ -485,7 +486,8 @@ fn reread(
     let loaded = match loaded {
         Ok(loaded) if replaced_only && seen != Seen::Writing => loaded,
         _ if seen != Seen::Nothing => return Outcome::Raced(seen),
-        Ok(loaded) if loaded.stamp != expected => return Outcome::Raced(Seen::Writing),
+        // Changed, and no event has said how yet: look again at the next event or poll.
+        Ok(loaded) if loaded.stamp != expected => return Outcome::Raced(Seen::Nothing),
         Ok(loaded) => loaded,
         Err(e) => return Outcome::Failed(e),
     };
@@ -531,27 +533,34 @@ pub async fn watch(
     }
     let mut dir_watch = watch_dir(&path).map(Arc::new);
     // The stamp seen at the previous poll: a version is read once two polls agree on it, or at
-    // once when the directory reports a finished write.
+    // once when the directory reports that the file was replaced.
     let mut seen = applied.0;
     let mut failing = false;
     // What the directory's events last said about the file: read at once when it was replaced
     // (`again`), never while it is being written (`writing`), else when polls agree.
     let (mut again, mut writing) = (false, false);
+    // A steady cadence, however many events arrive in between.
+    let mut polls = tokio::time::interval(POLL);
+    polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let finished = if std::mem::take(&mut again) {
+        let replaced = if std::mem::take(&mut again) {
             true
         } else {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(POLL) => false,
+                _ = polls.tick() => false,
                 result = next_event(dir_watch.as_deref()) => {
-                    let seen = result.unwrap_or_else(|e| {
+                    let event = result.unwrap_or_else(|e| {
                         warn!(error = %e, path = %path.display(), "cannot read directory events; polling only");
                         dir_watch = None;
                         Seen::Lost
                     });
-                    writing = seen == Seen::Writing;
-                    seen == Seen::Finished && !written_in_place(dir_watch.as_deref())
+                    writing = event == Seen::Writing;
+                    if event != Seen::Finished || written_in_place(dir_watch.as_deref()) {
+                        // Written in place, or not about the file: the polls decide.
+                        continue;
+                    }
+                    true
                 }
             }
         };
@@ -559,8 +568,10 @@ pub async fn watch(
             continue;
         }
         let now = stamp(&path).ok();
-        let settled = finished || now == seen;
-        seen = now;
+        let settled = replaced || now == seen;
+        if !replaced {
+            seen = now;
+        }
         if now == applied.0 || !settled {
             continue;
         }
