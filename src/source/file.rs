@@ -189,10 +189,10 @@ impl Content {
     }
 }
 
-/// Hashes an item's text. 64 bits: two different items of one file share a hash with a
+/// Hashes an item's text, or a whole file's. 64 bits: two different texts share a hash with a
 /// probability near 2^-64 per pair, far below any other failure of the machine.
-fn item_hash(item: &str) -> u64 {
-    foldhash::quality::FixedState::with_seed(0x726f_7374_6572).hash_one(item)
+fn text_hash(text: &[u8]) -> u64 {
+    foldhash::quality::FixedState::with_seed(0x726f_7374_6572).hash_one(text)
 }
 
 /// Parses a pods file's text. JSON when it starts with `{`, YAML (one or more documents)
@@ -247,7 +247,7 @@ fn items(text: &str, raw: Vec<&RawValue>, index: Option<&Index>) -> Result<Conte
     let mut hashes = Vec::with_capacity(raw.len());
     let mut parsed = Vec::new();
     for item in raw {
-        let hash = item_hash(item.get());
+        let hash = text_hash(item.get().as_bytes());
         hashes.push(hash);
         if index.is_some_and(|index| index.items.contains_key(&hash)) {
             continue;
@@ -392,10 +392,6 @@ fn stamp(path: &Path) -> std::io::Result<Stamp> {
     })
 }
 
-fn fingerprint(bytes: &[u8]) -> u64 {
-    foldhash::quality::FixedState::with_seed(0).hash_one(bytes)
-}
-
 /// A version of the file that parsed.
 pub struct Loaded {
     content: Content,
@@ -436,7 +432,7 @@ fn read(path: &Path, index: Option<&Index>) -> Result<Loaded, FileError> {
     Ok(Loaded {
         content,
         stamp: whole.then_some(before),
-        fingerprint: fingerprint(&bytes),
+        fingerprint: text_hash(&bytes),
     })
 }
 

@@ -108,6 +108,19 @@ pub fn query(name: &str, qtype: RecordType, edns: Option<u16>, rd: bool, cd: boo
     m.to_vec().unwrap()
 }
 
+/// Every record type a client asks about in the world, and one roster never has (MX).
+pub const QTYPES: [RecordType; 9] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::SRV,
+    RecordType::PTR,
+    RecordType::SOA,
+    RecordType::NS,
+    RecordType::ANY,
+    RecordType::TXT,
+    RecordType::MX,
+];
+
 pub const NAMES: &[&str] = &[
     "db-0.db.prod.roster.internal.",
     "DB-0.Db.PROD.roster.INTERNAL.",
