@@ -9,8 +9,9 @@ to one core with one worker, while dnsperf runs pinned to the other core. Server
 Reported: queries per second; queries per second of server CPU time (utime + stime from
 /proc/PID/stat); roster's ratio to each; lost queries; the same over EDNS at 100,000 members;
 TCP with pipelined queries; resident memory after loading and the time from start to the first
-answer; and freshness at 100,000 members: the file source (a replaced file to the new answer)
-and the Kubernetes source under load (benches/kube.rs, run from here).
+answer; and freshness at 100,000 members under 1,000 pod changes a second while roster answers
+half its maximum query load: the file source (each version of the file, from its rename to the
+new answer) and the Kubernetes source (benches/kube.rs, run from here).
 
     benches/compare.py                 # everything (about 15 minutes)
     benches/compare.py --quick         # one run of each, shorter
@@ -376,45 +377,77 @@ def a_address(port, name, timeout=0.05):
     return socket.inet_ntoa(data[at + 10:at + 14])
 
 
-def file_freshness(services, members, changes=10):
-    """The file source: the pods file replaced (a new file renamed into place) with one pod's
-    address changed, timed from the rename to the new address in an answer."""
+def file_freshness(services, members, seconds=20, rate=1000):
+    """The file source at `rate` pod changes a second while roster answers half its maximum
+    query load. A writer replaces the pods file (a new file renamed into place) version after
+    version, each changing the addresses of the pods due since the last; each version is timed
+    from the end of its rename (when it becomes the file) to the new address of one of its pods
+    in an answer. The first version after a quiet file is timed apart: roster then reads into new
+    memory (see `read` in src/source/file.rs)."""
     with tempfile.TemporaryDirectory(prefix="roster-compare-") as w:
         dataset(services, members, w)
         path = os.path.join(w, "pods.json")
         with open(path) as f:
             podlist = json.load(f)
+        pods = podlist.pop("items")
+        # The same text as the dataset: json.dump's separators, items last.
+        head = json.dumps(podlist)[:-1] + ', "items": ['
+        items = [json.dumps(pod) for pod in pods]
+        qfile = os.path.join(w, "queries.txt")
+        queries(services, members, 200_000, qfile)
         server = Server("roster", w, free_port())
-        took = []
+        rnd = random.Random(11)
+        took, changed = [], 0
         try:
             server.start()
-            for c in range(changes):
-                n = (c * 7919 + 13) % len(podlist["items"])
-                pod = podlist["items"][n]
-                new = f"10.200.{c // 256}.{c % 256 or 1}"
-                pod["status"]["podIP"] = new
-                pod["status"]["podIPs"] = [{"ip": new}]
-                name = f"{pod['metadata']['name']}.{pod['metadata']['labels']['roster.io/service']}.{NS}.{ZONE}"
+            maximum = dnsperf(server.port, qfile, 5)["qps"]
+            load = subprocess.Popen(
+                ["taskset", "-c", CLIENT_CORE, "dnsperf", "-s", "127.0.0.1", "-p", str(server.port), "-d", qfile,
+                 "-l", str(seconds + 2), "-c", "8", "-T", "1", "-q", "200", "-t", "2", "-Q", str(int(maximum / 2))],
+                stdout=subprocess.PIPE, text=True)
+            time.sleep(1)
+            began = time.monotonic()
+            while time.monotonic() - began < seconds:
+                due = max(1, int((time.monotonic() - began) * rate) - changed)
+                for n in rnd.sample(range(len(pods)), due):
+                    changed += 1
+                    new = f"10.{200 + (changed >> 16) % 50}.{(changed >> 8) & 255}.{changed & 255 or 1}"
+                    pods[n]["status"]["podIP"] = new
+                    pods[n]["status"]["podIPs"] = [{"ip": new}]
+                    items[n] = json.dumps(pods[n])
+                probe = pods[n]
+                name = f"{probe['metadata']['name']}.{probe['metadata']['labels']['roster.io/service']}.{NS}.{ZONE}"
                 with open(path + ".new", "w") as f:
-                    json.dump(podlist, f)
-                start = time.monotonic()
+                    f.write(head + ", ".join(items) + "]}")
+                # The replaced version stays linked until it is timed: freeing 40 MB of it would
+                # otherwise happen inside the rename, after the new version is in place, and
+                # delay the clock's start.
+                os.link(path, path + ".old")
                 os.rename(path + ".new", path)
-                while time.monotonic() - start < 10:
+                start = time.monotonic()
+                while time.monotonic() - start < 5:
                     if a_address(server.port, name) == new:
                         took.append(time.monotonic() - start)
                         break
-                    time.sleep(0.001)
                 else:
                     took.append(float("inf"))
+                os.unlink(path + ".old")
+            elapsed = time.monotonic() - began
+            out = load.communicate()[0]
+            served = next((line.split()[3] for line in out.splitlines() if "Queries per second:" in line), "?")
+            lost = next((line.split()[2] for line in out.splitlines() if "Queries lost:" in line), "?")
         finally:
             server.stop()
-        took.sort()
+        first, took = took[0], sorted(took[1:])
+        pct = lambda q: took[min(len(took) - 1, int(q * len(took)))] * 1000
         print(f"\n### Freshness, file source, {services * members:,} members\n")
-        print("The pods file replaced with one address changed; time from the rename to the new "
-              "address in an answer.\n")
-        print("| changes | p50 (ms) | max (ms) |")
-        print("|---|---|---|")
-        print(f"| {len(took)} | {took[len(took) // 2] * 1000:.0f} | {took[-1] * 1000:.0f} |")
+        print(f"{changed / elapsed:,.0f} pod changes/s for {elapsed:.0f} s in {len(took) + 1} versions of the pods file "
+              f"(each replaced by a rename), while dnsperf sends {float(served):,.0f} qps (half of the measured "
+              f"maximum, {maximum:,.0f}; lost {lost}). Time from the end of a version's rename to the new address "
+              f"of one of its pods in an answer:\n")
+        print("| versions | p50 (ms) | p99 (ms) | max (ms) | first version (ms) |")
+        print("|---|---|---|---|---|")
+        print(f"| {len(took)} | {pct(0.5):.1f} | {pct(0.99):.1f} | {took[-1] * 1000:.1f} | {first * 1000:.1f} |")
 
 
 def kube_freshness():
