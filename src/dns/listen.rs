@@ -2,6 +2,7 @@
 //! address fails start-up, and served until shutdown.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,8 +58,46 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     socket.set_reuse_port(true)?;
     // Room for bursts: a full receive buffer drops queries silently.
     let _ = socket.set_recv_buffer_size(4 << 20);
+    if let Err(e) = omit_path_mtu(&socket, addr.is_ipv6()) {
+        warn!(%addr, error = %e, "cannot turn off path MTU discovery on the UDP socket; answers may be sent with the don't-fragment bit");
+    }
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())
+}
+
+/// Answers go out without the don't-fragment bit, and "fragmentation needed" messages are
+/// ignored, as NSD and Knot do: a forged ICMP message then cannot make roster fragment its
+/// answers, the opening of fragmentation-based cache poisoning. Answers are at most 1232 bytes
+/// by default and fit any path. It also spares the kernel a path-MTU lookup per answer.
+fn omit_path_mtu(socket: &impl AsRawFd, ipv6: bool) -> std::io::Result<()> {
+    let (level, name, value) = if ipv6 {
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_OMIT,
+        )
+    } else {
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_OMIT,
+        )
+    };
+    // SAFETY: a valid descriptor, and an int option passed with its size.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -156,4 +195,40 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path_mtu_option(socket: &impl AsRawFd, ipv6: bool) -> libc::c_int {
+        let (level, name) = if ipv6 {
+            (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER)
+        } else {
+            (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER)
+        };
+        let mut value: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: an int option read into an int of the given size.
+        let r = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                level,
+                name,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        value
+    }
+
+    #[tokio::test]
+    async fn udp_answers_never_ask_for_path_mtu_discovery() {
+        let v4 = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_eq!(path_mtu_option(&v4, false), libc::IP_PMTUDISC_OMIT);
+        if let Ok(v6) = bind_udp("[::1]:0".parse().unwrap()) {
+            assert_eq!(path_mtu_option(&v6, true), libc::IPV6_PMTUDISC_OMIT);
+        }
+    }
 }
