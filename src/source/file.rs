@@ -617,7 +617,15 @@ fn read(path: &Path, index: Option<&Index>, buffer: &mut Vec<u8>) -> Result<Load
     let before = stamp(path).map_err(read_err)?;
     buffer.clear();
     std::fs::File::open(path)
-        .and_then(|mut file| file.read_to_end(buffer))
+        .and_then(|mut file| {
+            // Room for this version and some growth: a buffer that must grow is new memory
+            // again, and `read_to_end` alone would double it.
+            let size = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
+            if buffer.capacity() < size {
+                buffer.reserve_exact(size.saturating_add(size / 32));
+            }
+            file.read_to_end(buffer)
+        })
         .map_err(read_err)?;
     let bytes = &buffer[..];
     // A writer that truncated the file as it was read shows in its length, even where its
