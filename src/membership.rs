@@ -44,6 +44,8 @@ pub struct Membership {
     config: IdentityConfig,
     /// Every pod that claims a name or was skipped; pods that are not members are not kept.
     pods: Pods,
+    /// Pods refused at `max_pods`, admitted as others go.
+    waiting: Waiting,
     /// For each service, every claim on one of its names, sorted by (member, pod) so the claims
     /// on one name are adjacent; the winner is chosen when the service is rebuilt. The keys are
     /// the one shared copy of each service's name. The claims are shared with `pods` and the
@@ -71,6 +73,7 @@ impl Membership {
         Self {
             config,
             pods: Pods::default(),
+            waiting: Waiting::default(),
             services: HashMap::new(),
             relists: HashMap::new(),
             unsynced: scopes.into_iter().collect(),
@@ -158,6 +161,9 @@ impl Membership {
             }
             PodEvent::InitDone(scope) => {
                 let list = self.relists.remove(&scope).unwrap_or_default();
+                // Before the deletions below make room: a pod no longer listed must not get it.
+                self.waiting
+                    .retain(|key| !scope.contains(key) || list.claims.contains_key(key));
                 let gone = self.pods.keys(&scope, |ns, name| {
                     !list.claims.contains_key(&PodKey::new(ns, name))
                 });
@@ -187,30 +193,49 @@ impl Membership {
         }
     }
 
-    fn apply(&mut self, key: PodKey, mut claim: Claim) {
+    fn apply(&mut self, key: PodKey, claim: Claim) {
+        self.apply_one(key, claim);
+        self.admit_waiting();
+    }
+
+    fn apply_one(&mut self, key: PodKey, mut claim: Claim) {
         if let Claim::Member(id) = &mut claim {
             intern(id, self.services.get_key_value(&id.service).map(|(k, _)| k));
         }
         match self.pods.get(&key) {
             Some(old) if old == claim => return,
-            None if claim == Claim::NotMember => return,
+            None if claim == Claim::NotMember => {
+                self.waiting.remove(&key);
+                return;
+            }
             None if self.pods.len() >= self.config.max_pods => {
+                if self.waiting.update(&key, &claim) {
+                    return;
+                }
                 self.stats.refused_total += 1;
                 self.metrics.pod_refused();
+                let bound = (self.config.max_pods / 10).max(WAITING_AT_LEAST);
+                let waits = self.waiting.put(key.clone(), claim, bound);
                 // The first refusal, then one in 1,000: a flood of pods must not flood the log.
                 if self.stats.refused_total % 1000 == 1 {
+                    let then = if waits {
+                        "it gets a name as soon as another pod goes"
+                    } else {
+                        "too many wait already to keep it: it gets a name at its next change \
+                         after others go"
+                    };
                     warn!(
                         pod = %key,
                         limit = self.config.max_pods,
                         refused_total = self.stats.refused_total,
-                        "pod not tracked: members.max_pods pods are kept already; it gets a \
-                         name at its next change after others go"
+                        "pod not tracked: members.max_pods pods are kept already; {then}"
                     );
                 }
                 return;
             }
             old => report(&key, old.as_ref(), &claim),
         }
+        self.waiting.remove(&key);
         if let Some(old) = self.pods.remove(&key) {
             self.release(&key, &old);
         }
@@ -224,6 +249,20 @@ impl Membership {
         if let Some(old) = self.pods.remove(key) {
             debug!(pod = %key, "pod gone");
             self.release(key, &old);
+            self.admit_waiting();
+        } else {
+            self.waiting.remove(key);
+        }
+    }
+
+    /// Gives the room under `max_pods` to the pods refused before, oldest first.
+    fn admit_waiting(&mut self) {
+        while self.pods.len() < self.config.max_pods {
+            let Some((key, claim)) = self.waiting.pop_oldest() else {
+                return;
+            };
+            info!(pod = %key, "pod tracked now that members.max_pods has room again");
+            self.apply_one(key, claim);
         }
     }
 
@@ -412,6 +451,69 @@ struct Relist {
     claims: HashMap<PodKey, Claim>,
     /// The services named so far that membership does not know yet, to share their names.
     services: HashSet<ServiceId>,
+}
+
+/// Pods refused may wait at least this many, else a tenth of `max_pods`: the limit bounds
+/// memory, so what waits is bounded too.
+const WAITING_AT_LEAST: usize = 1_000;
+
+/// Pods refused at `max_pods`, in the order they were refused, with their latest claim.
+#[derive(Default)]
+struct Waiting {
+    claims: HashMap<PodKey, (u64, Claim)>,
+    order: BTreeMap<u64, PodKey>,
+    next: u64,
+}
+
+impl Waiting {
+    /// Keeps `key`'s claim, unless `bound` claims wait already.
+    fn put(&mut self, key: PodKey, claim: Claim, bound: usize) -> bool {
+        if self.claims.len() >= bound {
+            return false;
+        }
+        self.order.insert(self.next, key.clone());
+        self.claims.insert(key, (self.next, claim));
+        self.next += 1;
+        true
+    }
+
+    /// Replaces the claim of a waiting pod; false when `key` is not waiting.
+    fn update(&mut self, key: &PodKey, claim: &Claim) -> bool {
+        match self.claims.get_mut(key) {
+            Some((_, waiting)) => {
+                *waiting = claim.clone();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remove(&mut self, key: &PodKey) {
+        // Called for every pod applied: nearly always with none waiting, and then unhashed.
+        if self.claims.is_empty() {
+            return;
+        }
+        if let Some((seq, _)) = self.claims.remove(key) {
+            self.order.remove(&seq);
+        }
+    }
+
+    fn pop_oldest(&mut self) -> Option<(PodKey, Claim)> {
+        let (_, key) = self.order.pop_first()?;
+        let (_, claim) = self.claims.remove(&key)?;
+        Some((key, claim))
+    }
+
+    fn retain(&mut self, keep: impl Fn(&PodKey) -> bool) {
+        let order = &mut self.order;
+        self.claims.retain(|key, (seq, _)| {
+            let kept = keep(key);
+            if !kept {
+                order.remove(seq);
+            }
+            kept
+        });
+    }
 }
 
 /// The claim of every pod that claims a name or was skipped. A member's key (namespace, pod
@@ -624,6 +726,46 @@ mod tests {
             ["10.0.0.1"]
         );
         assert!(m.publish().is_none(), "no change, no new snapshot");
+    }
+
+    #[test]
+    fn pods_refused_at_max_pods_get_names_as_others_go() {
+        let config = IdentityConfig {
+            max_pods: 2,
+            ..IdentityConfig::default()
+        };
+        let mut m = Membership::new(config, [Scope::Cluster]);
+        list(&mut m, &[pod("db-0", "10.0.0.1"), pod("db-1", "10.0.0.2")]).unwrap();
+        m.handle(PodEvent::Apply(pod("db-2", "10.0.0.3")));
+        m.handle(PodEvent::Apply(pod("db-3", "10.0.0.4")));
+        // A waiting pod that changes is not refused again.
+        m.handle(PodEvent::Apply(pod("db-3", "10.0.0.5")));
+        assert_eq!(m.stats().refused_total, 2);
+        assert!(m.publish().is_none(), "refused pods change nothing");
+
+        // The oldest refused pod takes the room, with its latest claim.
+        m.handle(PodEvent::Delete(PodKey::new("prod", "db-0")));
+        let snap = m.publish().unwrap();
+        let name = |i: usize| format!("db-{i}.db.prod.roster.internal");
+        assert_eq!(a_records(&snap, &name(0)).0, AnswerKind::NxDomain);
+        assert_eq!(a_records(&snap, &name(2)).1, ["10.0.0.3"]);
+        assert_eq!(a_records(&snap, &name(3)).0, AnswerKind::NxDomain);
+        m.handle(PodEvent::Delete(PodKey::new("prod", "db-1")));
+        assert_eq!(a_records(&m.publish().unwrap(), &name(3)).1, ["10.0.0.5"]);
+
+        // A waiting pod that goes, or that a new list no longer has, never takes the room.
+        m.handle(PodEvent::Apply(pod("db-4", "10.0.0.6")));
+        m.handle(PodEvent::Apply(pod("db-5", "10.0.0.7")));
+        m.handle(PodEvent::Delete(PodKey::new("prod", "db-4")));
+        let snap = list(&mut m, &[pod("db-3", "10.0.0.5")]).unwrap();
+        for (i, kind) in [
+            (2, AnswerKind::NxDomain),
+            (3, AnswerKind::Data),
+            (4, AnswerKind::NxDomain),
+            (5, AnswerKind::NxDomain),
+        ] {
+            assert_eq!(a_records(&snap, &name(i)).0, kind, "db-{i}");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Bounds: a 10,000-member service answers with TC=1 over UDP and over TCP as much as fits in
 //! 65,535 bytes, cut at the lowest ordinals and counted; `members.max_per_service` leaves the
-//! highest ordinals without a name; `members.max_pods` refuses new pods once full. Each limit is
-//! logged and counted.
+//! highest ordinals without a name; `members.max_pods` refuses new pods once full, and gives
+//! them names as others go. Each limit is logged and counted.
 
 mod common;
 
@@ -13,7 +13,13 @@ use hickory_server::proto::rr::{RData, RecordType};
 
 /// `n` ready members `big-<i>` of service `big` in `prod`, as a JSON PodList.
 fn big_service(n: usize) -> String {
-    let items: Vec<String> = (0..n)
+    big_members(0..n)
+}
+
+/// The members `big-<i>` for `i` in `ordinals`, as `big_service` writes them.
+fn big_members(ordinals: impl IntoIterator<Item = usize>) -> String {
+    let items: Vec<String> = ordinals
+        .into_iter()
         .map(|i| {
             let ip = format!("10.9.{}.{}", i / 256, i % 256);
             format!(
@@ -134,4 +140,24 @@ fn pods_beyond_the_limit_are_refused_and_counted() {
     // Still serving, and the other services are unaffected by the refusal being logged.
     let (m, _) = udp(r.addr, &query("big.prod.roster.internal.", RecordType::SRV));
     assert_eq!(m.answers.len(), 3);
+
+    // One tracked pod goes; the file's other items are unchanged, so only the refused pods kept
+    // waiting can fill the room it leaves.
+    let member = |i: usize| {
+        let q = query(&format!("big-{i}.big.prod.roster.internal."), RecordType::A);
+        !a_records(&udp(r.addr, &q).0).is_empty()
+    };
+    let tracked: Vec<usize> = (0..5).filter(|&i| member(i)).collect();
+    let gone = tracked[0];
+    let rest: Vec<usize> = (0..5).filter(|&i| i != gone).collect();
+    r.write_pods(&big_members(rest.iter().copied()));
+    let filled = r.eventually(Duration::from_secs(5), || {
+        !member(gone) && rest.iter().filter(|&&i| member(i)).count() == 3
+    });
+    assert!(filled.is_some(), "the room big-{gone} left was not filled");
+    for i in &tracked[1..] {
+        assert!(member(*i), "big-{i} lost its name");
+    }
+    let (_, text) = http_get(r.admin.unwrap(), "/metrics");
+    assert_eq!(metric(&text, "roster_pods_refused_total"), 2.0);
 }
