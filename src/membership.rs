@@ -171,8 +171,17 @@ impl Membership {
                     self.delete(&key);
                 }
                 self.pods.reserve(list.claims.len());
-                for (key, claim) in list.claims {
-                    self.apply(key, claim);
+                if self.pods.len() + list.claims.len() > self.config.max_pods {
+                    // Which pods get the room, and which wait, must not depend on a hash.
+                    let mut claims: Vec<(PodKey, Claim)> = list.claims.into_iter().collect();
+                    claims.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                    for (key, claim) in claims {
+                        self.apply(key, claim);
+                    }
+                } else {
+                    for (key, claim) in list.claims {
+                        self.apply(key, claim);
+                    }
                 }
                 self.unsynced.remove(&scope);
             }

@@ -127,13 +127,13 @@ fn pods_beyond_the_limit_are_refused_and_counted() {
         &big_service(5),
         &["--admin-listen", "127.0.0.1:0"],
     );
-    let answered = (0..5)
-        .filter(|i| {
-            let q = query(&format!("big-{i}.big.prod.roster.internal."), RecordType::A);
-            !a_records(&udp(r.addr, &q).0).is_empty()
-        })
-        .count();
-    assert_eq!(answered, 3, "only max_pods pods are tracked");
+    let member = |i: usize| {
+        let q = query(&format!("big-{i}.big.prod.roster.internal."), RecordType::A);
+        !a_records(&udp(r.addr, &q).0).is_empty()
+    };
+    // When a list holds more than fit, the pods that fit first by namespace and name get in.
+    let tracked: Vec<usize> = (0..5).filter(|&i| member(i)).collect();
+    assert_eq!(tracked, [0, 1, 2], "only max_pods pods are tracked");
     let (_, text) = http_get(r.admin.unwrap(), "/metrics");
     assert_eq!(metric(&text, "roster_pods_refused_total"), 2.0);
     assert!(r.log().contains("members.max_pods"), "{}", r.log());
@@ -141,23 +141,13 @@ fn pods_beyond_the_limit_are_refused_and_counted() {
     let (m, _) = udp(r.addr, &query("big.prod.roster.internal.", RecordType::SRV));
     assert_eq!(m.answers.len(), 3);
 
-    // One tracked pod goes; the file's other items are unchanged, so only the refused pods kept
-    // waiting can fill the room it leaves.
-    let member = |i: usize| {
-        let q = query(&format!("big-{i}.big.prod.roster.internal."), RecordType::A);
-        !a_records(&udp(r.addr, &q).0).is_empty()
-    };
-    let tracked: Vec<usize> = (0..5).filter(|&i| member(i)).collect();
-    let gone = tracked[0];
-    let rest: Vec<usize> = (0..5).filter(|&i| i != gone).collect();
-    r.write_pods(&big_members(rest.iter().copied()));
-    let filled = r.eventually(Duration::from_secs(5), || {
-        !member(gone) && rest.iter().filter(|&&i| member(i)).count() == 3
-    });
-    assert!(filled.is_some(), "the room big-{gone} left was not filled");
-    for i in &tracked[1..] {
-        assert!(member(*i), "big-{i} lost its name");
-    }
+    // big-0 goes; the file's other items are unchanged, so only the refused pods kept waiting
+    // can fill the room it leaves: the first refused, big-3, takes it.
+    r.write_pods(&big_members(1..5));
+    let filled = r.eventually(Duration::from_secs(5), || member(3));
+    assert!(filled.is_some(), "big-3 never got the room big-0 left");
+    assert!(!member(0) && !member(4));
+    assert!(member(1) && member(2));
     let (_, text) = http_get(r.admin.unwrap(), "/metrics");
     assert_eq!(metric(&text, "roster_pods_refused_total"), 2.0);
 }
