@@ -355,6 +355,8 @@ impl Membership {
     /// is the first complete list). The serial moves only when records change. Nothing is
     /// published before every scope's first `InitDone`.
     pub fn publish(&mut self) -> Option<Arc<Snapshot>> {
+        // Refusals and admissions may change no record, so this is kept apart from the rest.
+        self.metrics.set_waiting(self.waiting.claims.len());
         if !self.unsynced.is_empty() {
             return None;
         }

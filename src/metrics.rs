@@ -132,6 +132,7 @@ pub struct Metrics {
     conflicts_total: AtomicU64,
     over_limit: AtomicI64,
     refused: AtomicU64,
+    waiting: AtomicI64,
     serial: AtomicU64,
     ready: AtomicI64,
     health: Arc<Health>,
@@ -174,6 +175,7 @@ impl Metrics {
             conflicts_total: AtomicU64::new(0),
             over_limit: AtomicI64::new(0),
             refused: AtomicU64::new(0),
+            waiting: AtomicI64::new(0),
             serial: AtomicU64::new(0),
             ready: AtomicI64::new(0),
             health,
@@ -256,6 +258,10 @@ impl Metrics {
 
     pub fn pod_refused(&self) {
         self.refused.fetch_add(1, Relaxed);
+    }
+
+    pub fn set_waiting(&self, pods: usize) {
+        self.waiting.store(pods as i64, Relaxed);
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -498,6 +504,12 @@ impl Collector for Metrics {
             "roster_pods_refused",
             "Pods not tracked because members.max_pods pods were kept already",
             self.refused.load(Relaxed),
+        )?;
+        gauge(
+            &mut e,
+            "roster_pods_waiting",
+            "Pods refused at members.max_pods that wait to be tracked as others go",
+            self.waiting.load(Relaxed),
         )?;
         gauge(
             &mut e,

@@ -136,6 +136,7 @@ fn pods_beyond_the_limit_are_refused_and_counted() {
     assert_eq!(tracked, [0, 1, 2], "only max_pods pods are tracked");
     let (_, text) = http_get(r.admin.unwrap(), "/metrics");
     assert_eq!(metric(&text, "roster_pods_refused_total"), 2.0);
+    assert_eq!(metric(&text, "roster_pods_waiting"), 2.0);
     assert!(r.log().contains("members.max_pods"), "{}", r.log());
     // Still serving, and the other services are unaffected by the refusal being logged.
     let (m, _) = udp(r.addr, &query("big.prod.roster.internal.", RecordType::SRV));
@@ -150,4 +151,5 @@ fn pods_beyond_the_limit_are_refused_and_counted() {
     assert!(member(1) && member(2));
     let (_, text) = http_get(r.admin.unwrap(), "/metrics");
     assert_eq!(metric(&text, "roster_pods_refused_total"), 2.0);
+    assert_eq!(metric(&text, "roster_pods_waiting"), 1.0);
 }
