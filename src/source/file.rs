@@ -176,18 +176,13 @@ struct JsonDocument<'a> {
 enum Content {
     /// Every pod: a YAML file, or a single Pod.
     Pods(Vec<PodView>),
-    /// A JSON list read whole: where its items are, and the items the index did not know,
-    /// parsed.
+    /// A JSON list: where its items are, and the items the index did not know, parsed. When
+    /// it was compared in order with the last one applied (see [`walk`]), `gone` holds the
+    /// hashes of that one's items this one no longer has; else the index tells.
     Items {
         layout: Layout,
         parsed: Vec<(u64, PodView)>,
-    },
-    /// A JSON list compared in order with the last one applied (see [`walk`]): also the hashes
-    /// of that one's items that this one no longer has.
-    Walked {
-        layout: Layout,
-        parsed: Vec<(u64, PodView)>,
-        gone: Vec<u64>,
+        gone: Option<Vec<u64>>,
     },
 }
 
@@ -195,7 +190,7 @@ impl Content {
     fn pods(&self) -> usize {
         match self {
             Content::Pods(pods) => pods.len(),
-            Content::Items { layout, .. } | Content::Walked { layout, .. } => layout.items.len(),
+            Content::Items { layout, .. } => layout.items.len(),
         }
     }
 }
@@ -300,14 +295,14 @@ fn walk(bytes: &[u8], index: &Index) -> Option<Content> {
             gone.remove(&item.hash);
         }
     }
-    Some(Content::Walked {
+    Some(Content::Items {
         layout: Layout {
             head: old.head.clone(),
             items,
             tail: old.tail.clone(),
         },
         parsed,
-        gone: gone.into_iter().collect(),
+        gone: Some(gone.into_iter().collect()),
     })
 }
 
@@ -347,9 +342,7 @@ const HASH_SEED: u64 = 0x726f_7374_6572;
 pub fn parse(text: &str) -> Result<Vec<PodView>, ParseError> {
     Ok(match parse_content(text, None)? {
         Content::Pods(pods) => pods,
-        Content::Items { parsed, .. } | Content::Walked { parsed, .. } => {
-            parsed.into_iter().map(|(_, pod)| pod).collect()
-        }
+        Content::Items { parsed, .. } => parsed.into_iter().map(|(_, pod)| pod).collect(),
     })
 }
 
@@ -419,7 +412,11 @@ fn items(text: &str, raw: Vec<&RawValue>, index: Option<&Index>) -> Result<Conte
         items,
         tail: text.as_bytes()[tail..].into(),
     };
-    Ok(Content::Items { layout, parsed })
+    Ok(Content::Items {
+        layout,
+        parsed,
+        gone: None,
+    })
 }
 
 /// A JSON error at a position relative to `offset` in `text`, placed in the whole file.
@@ -473,12 +470,11 @@ fn advance(index: &mut Option<Index>, content: Content) -> Option<Version> {
     let previous = index.take();
     let (layout, parsed, gone) = match content {
         Content::Pods(pods) => return Some(Version::Whole(pods)),
-        Content::Items { layout, parsed } => (layout, parsed, None),
-        Content::Walked {
+        Content::Items {
             layout,
             parsed,
             gone,
-        } => (layout, parsed, Some(gone)),
+        } => (layout, parsed, gone),
     };
     let Some(previous) = previous else {
         let mut items = HashMap::with_capacity_and_hasher(layout.items.len(), Default::default());
@@ -605,6 +601,18 @@ pub fn load(path: &Path) -> Result<Loaded, FileError> {
     read(path, None, &mut Vec::new())
 }
 
+/// A version's content: compared in order with the last one where it can be, else parsed.
+fn read_content(bytes: &[u8], index: Option<&Index>) -> Result<Content, ParseError> {
+    if let Some(content) = index.and_then(|index| walk(bytes, index)) {
+        return Ok(content);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| ParseError::Content {
+        document: 0,
+        message: format!("not UTF-8 text (byte {})", e.valid_up_to()),
+    })?;
+    parse_content(text, index)
+}
+
 /// Reads and parses the file; of a JSON list, only the items `index` does not know. The stamp
 /// is `None` when the file changed while it was read, so the watcher reads it again. The text
 /// is read into `buffer`: reading 40 MB into memory already mapped takes a fifth of the time
@@ -631,20 +639,10 @@ fn read(path: &Path, index: Option<&Index>, buffer: &mut Vec<u8>) -> Result<Load
     // A writer that truncated the file as it was read shows in its length, even where its
     // event is not queued yet and the timestamp's granularity hides the change.
     let whole = bytes.len() as u64 == before.len && stamp(path).ok() == Some(before);
-    let content = match index.and_then(|index| walk(bytes, index)) {
-        Some(content) => content,
-        None => {
-            let text = std::str::from_utf8(bytes).map_err(|e| FileError::Content {
-                path: path.to_owned(),
-                document: 0,
-                message: format!("not UTF-8 text (byte {})", e.valid_up_to()),
-            })?;
-            parse_content(text, index).map_err(|e| e.at(path))?
-        }
-    };
+    let content = read_content(bytes, index).map_err(|e| e.at(path))?;
     let fingerprint = match &content {
         Content::Pods(_) => text_hash(bytes),
-        Content::Items { layout, .. } | Content::Walked { layout, .. } => layout.fingerprint(),
+        Content::Items { layout, .. } => layout.fingerprint(),
     };
     Ok(Loaded {
         content,
@@ -947,9 +945,7 @@ status:
     }
 
     fn read_text(text: &str, index: Option<&Index>) -> Content {
-        index
-            .and_then(|index| walk(text.as_bytes(), index))
-            .unwrap_or_else(|| parse_content(text, index).unwrap())
+        read_content(text.as_bytes(), index).unwrap()
     }
 
     type State = std::collections::BTreeMap<PodKey, PodView>;
@@ -974,7 +970,7 @@ status:
     /// Reads `text` as the watcher does and applies the result to `state`.
     fn step(index: &mut Option<Index>, state: &mut State, text: &str) -> Read {
         let content = read_text(text, index.as_ref());
-        let walked = matches!(content, Content::Walked { .. });
+        let walked = matches!(content, Content::Items { gone: Some(_), .. });
         let (version, again) = match advance(index, content) {
             Some(version) => (version, false),
             None => (
@@ -1070,7 +1066,7 @@ status:
         changed[50].1 = 200;
         changed.remove(7);
         let content = read_text(&pod_list(&changed), index.as_ref());
-        assert!(matches!(content, Content::Walked { .. }));
+        assert!(matches!(content, Content::Items { gone: Some(_), .. }));
         match advance(&mut index, content) {
             Some(Version::Changes { delete, apply }) => {
                 assert_eq!(delete, [PodKey::new("ns", "p7")]);
@@ -1093,6 +1089,27 @@ status:
             step(&mut index, &mut state, &pod_list(&items)),
             Read::Walked
         );
+    }
+
+    #[test]
+    fn a_version_that_is_not_utf8_is_refused_whole_or_compared() {
+        let not_text = |e: Result<Content, ParseError>| match e {
+            Err(ParseError::Content {
+                document: 0,
+                message,
+            }) => assert!(message.starts_with("not UTF-8 text"), "{message}"),
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("a file that is not UTF-8 was read"),
+        };
+        not_text(read_content(b"{\"items\": [\xff]}", None));
+        // Compared with the last version, a changed item that is not UTF-8 is refused the same.
+        let items: Vec<(usize, usize)> = (0..10).map(|i| (i, i)).collect();
+        let mut index = None;
+        step(&mut index, &mut State::new(), &pod_list(&items));
+        let mut bytes = pod_list(&items).into_bytes();
+        let at = bytes.windows(4).position(|w| w == b"\"p5\"").unwrap();
+        bytes[at + 2] = 0xff;
+        not_text(read_content(&bytes, index.as_ref()));
     }
 
     #[test]
