@@ -59,7 +59,12 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     // Room for bursts: a full receive buffer drops queries silently.
     let _ = socket.set_recv_buffer_size(4 << 20);
     if let Err(e) = omit_path_mtu(&socket, addr.is_ipv6()) {
-        warn!(%addr, error = %e, "cannot turn off path MTU discovery on the UDP socket; answers may be sent with the don't-fragment bit");
+        warn!(
+            %addr,
+            error = %e,
+            "cannot turn off path MTU discovery on the UDP socket; answers may carry the \
+             don't-fragment bit"
+        );
     }
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())

@@ -3,10 +3,10 @@
 //! Bounded so that no client can hold the service from others: a connection closes after
 //! `idle` without a complete query (a query or an answer must also move within it, so a client
 //! that dribbles bytes or never reads is dropped), after `lifetime` however busy, and after
-//! `max_queries` answers (when set). At most `max_connections` are open at once; a new connection beyond
-//! that closes the open one whose last complete query is oldest, which is the stalled or slow
-//! client rather than a working one. At shutdown, a connection waiting for a query closes at once
-//! and one in the middle of a query is answered first.
+//! `max_queries` answers (when set). At most `max_connections` are open at once; a new
+//! connection beyond that closes the open one whose last complete query is oldest, which is the
+//! stalled or slow client rather than a working one. At shutdown, a connection waiting for a
+//! query closes at once and one in the middle of a query is answered first.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
