@@ -242,14 +242,19 @@ impl ServiceNode {
     }
 }
 
+/// A persistent map hashed with foldhash: every query looks its service up, and SipHash (the
+/// default) costs several times as much for a short key. Keys come from pods, not from queries.
+type FastMap<K, V> =
+    imbl::GenericHashMap<K, V, foldhash::fast::RandomState, imbl::shared_ptr::DefaultSharedPtr>;
+
 /// Every name roster serves, at one moment. Cheap to clone: the maps share structure.
 #[derive(Clone, Default)]
 pub struct Snapshot {
     /// SOA serial of this content (RFC 1982 arithmetic; see [`serial`]).
     pub serial: u32,
-    services: imbl::HashMap<ServiceId, Arc<ServiceNode>>,
+    services: FastMap<ServiceId, Arc<ServiceNode>>,
     /// Services per namespace: `<namespace>.<zone>` exists (NODATA) while this is non-zero.
-    namespaces: imbl::HashMap<Box<str>, u32>,
+    namespaces: FastMap<Box<str>, u32>,
     /// Published addresses → the members holding them, for PTR.
     reverse: imbl::OrdMap<IpAddr, Arc<[Arc<Identity>]>>,
     /// Members holding names, by state (published, no IP, not ready, terminating).
@@ -282,6 +287,38 @@ impl fmt::Debug for Snapshot {
             .field("addresses", &self.reverse.len())
             .finish()
     }
+}
+
+/// An identity compared by where it is: the same `Arc`, not an equal one.
+#[derive(Clone)]
+struct Shared<'a>(&'a Arc<Identity>);
+
+impl PartialEq for Shared<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(self.0, other.0)
+    }
+}
+impl Eq for Shared<'_> {}
+impl PartialOrd for Shared<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Shared<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        Arc::as_ptr(self.0).cmp(&Arc::as_ptr(other.0))
+    }
+}
+
+/// A node's published members, sorted by where their identities are.
+fn published(node: Option<&ServiceNode>) -> Vec<Shared<'_>> {
+    let mut members: Vec<Shared<'_>> = node
+        .into_iter()
+        .flat_map(ServiceNode::published)
+        .map(|m| Shared(&m.identity))
+        .collect();
+    members.sort_unstable();
+    members
 }
 
 impl Snapshot {
@@ -352,18 +389,17 @@ impl Snapshot {
         for m in node.iter().flat_map(|n| n.members.iter()) {
             self.members[state_index(m.identity.unpublished)] += 1;
         }
-        if let Some(old) = &old {
-            for m in old.published() {
-                for ip in m.identity.ips.iter() {
-                    self.unlink_address(*ip, &m.identity);
-                }
+        // A member whose identity both nodes share keeps its addresses: only the others move
+        // in the reverse map, where each move copies a path of the tree.
+        let (before, after) = (published(old.as_deref()), published(node.as_ref()));
+        for m in before.iter().filter(|m| after.binary_search(m).is_err()) {
+            for ip in m.0.ips.iter() {
+                self.unlink_address(*ip, m.0);
             }
         }
-        if let Some(new) = &node {
-            for m in new.published() {
-                for ip in m.identity.ips.iter() {
-                    self.link_address(*ip, &m.identity);
-                }
+        for m in after.iter().filter(|m| before.binary_search(m).is_err()) {
+            for ip in m.0.ips.iter() {
+                self.link_address(*ip, m.0);
             }
         }
         let namespace: Box<str> = id.namespace().into();
@@ -542,5 +578,44 @@ pub(crate) mod tests {
         // The clone taken before is untouched: readers keep a consistent view.
         assert_eq!(before.service_count(), 2);
         assert_eq!(before.reverse(&ip).unwrap().len(), 2);
+    }
+
+    /// PTR names follow a service's change member by member: those kept, moved, rebuilt with
+    /// the same address, unpublished and added.
+    #[test]
+    fn reverse_names_follow_each_member_of_a_changed_service() {
+        let svc = ServiceId::new("prod", "db");
+        let kept = identity(&svc, "db-0", 0, "10.0.0.1");
+        let moved = identity(&svc, "db-1", 1, "10.0.0.2");
+        let rebuilt = identity(&svc, "db-2", 2, "10.0.0.3");
+        let hidden = identity(&svc, "db-3", 3, "10.0.0.4");
+        let mut snap = Snapshot::default();
+        snap.set_service(&svc, ServiceNode::build([&kept, &moved, &rebuilt, &hidden]));
+
+        let moved_now = identity(&svc, "db-1", 1, "10.0.0.12");
+        let mut rebuilt_now = (*rebuilt).clone();
+        rebuilt_now.pod = Some("db-2-new".into());
+        let rebuilt_now = Arc::new(rebuilt_now);
+        let mut hidden_now = (*hidden).clone();
+        hidden_now.unpublished = Some(Unpublished::NotReady);
+        let hidden_now = Arc::new(hidden_now);
+        let added = identity(&svc, "db-4", 4, "10.0.0.5");
+        let node = ServiceNode::build([&kept, &moved_now, &rebuilt_now, &hidden_now, &added]);
+        assert_eq!(snap.set_service(&svc, node), Change::Records);
+
+        let names = |ip: &str| -> Vec<String> {
+            snap.reverse(&ip.parse().unwrap())
+                .into_iter()
+                .flatten()
+                .map(|n| n.relative())
+                .collect()
+        };
+        assert_eq!(names("10.0.0.1"), ["db-0.db.prod"]);
+        assert!(names("10.0.0.2").is_empty());
+        assert_eq!(names("10.0.0.12"), ["db-1.db.prod"]);
+        assert_eq!(names("10.0.0.3"), ["db-2.db.prod"]);
+        assert!(names("10.0.0.4").is_empty());
+        assert_eq!(names("10.0.0.5"), ["db-4.db.prod"]);
+        assert_eq!(snap.member_counts(), [4, 0, 1, 0]);
     }
 }
