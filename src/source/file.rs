@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
-use std::io::Read as _;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -29,9 +29,6 @@ use super::{PodEvent, PodKey, PodView, Received, Scope};
 use crate::metrics::Metrics;
 
 const POLL: Duration = Duration::from_millis(100);
-/// Polls without a read after which the read buffer is given back: a file that keeps changing
-/// is read into memory already mapped (see [`read`]), and a quiet one holds none.
-const KEEP_BUFFER_POLLS: u32 = 10;
 
 /// Why a pods file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +184,14 @@ enum Content {
 }
 
 impl Content {
+    /// Equal for versions that mean the same; `text` is the version's, for [`Content::Pods`].
+    fn fingerprint(&self, text: &[u8]) -> u64 {
+        match self {
+            Content::Pods(_) => text_hash(text),
+            Content::Items { layout, .. } => layout.fingerprint(),
+        }
+    }
+
     fn pods(&self) -> usize {
         match self {
             Content::Pods(pods) => pods.len(),
@@ -228,17 +233,23 @@ impl Layout {
 /// differs: a run of up to this many items deleted at one place costs no parse after it.
 const RESYNC: usize = 256;
 
-/// Reads a JSON list by comparing it, in order, with the last version applied: an item whose
-/// text is the same as the item expected at its place is checked by its hash alone, so only the
-/// items that differ are scanned as JSON and only unknown ones parsed. At 100,000 pods that
-/// spares scanning 40 MB of JSON at every change. `None` when the text around the items changed
-/// or anything does not fit, a syntax error included: the version is then read whole, which
-/// also gives the error its place in the file.
-fn walk(bytes: &[u8], index: &Index) -> Option<Content> {
+/// How much of the file is read at a time when a version is compared in order with the last
+/// one: small enough to stay in the processor's cache while its items are hashed, and to hold
+/// no copy of a 40 MB file between versions.
+const CHUNK: usize = 256 << 10;
+
+/// Reads a JSON list by comparing it, in order, with the last version applied, a chunk at a
+/// time: an item whose text is the same as the item expected at its place is checked by its
+/// hash alone, so only the items that differ are scanned as JSON and only unknown ones parsed.
+/// At 100,000 pods that spares scanning 40 MB of JSON at every change. `None` when the text
+/// around the items changed or anything does not fit, a syntax error included: the version is
+/// then read whole, which also gives the error its place in the file. With the content, the
+/// version's length in bytes.
+fn walk(w: &mut Window<impl Read>, index: &Index) -> std::io::Result<Option<(Content, u64)>> {
     let old = &index.layout;
     let n = old.items.len();
-    if n == 0 || !bytes.starts_with(&old.head) {
-        return None;
+    if n == 0 || !w.get(0, old.head.len())?.starts_with(&old.head) {
+        return Ok(None);
     }
     let mut items = Vec::with_capacity(n);
     let mut seen = vec![false; n];
@@ -248,16 +259,19 @@ fn walk(bytes: &[u8], index: &Index) -> Option<Content> {
     let mut at = old.head.len();
     // The last version's item expected at `at`.
     let mut next = 0;
-    loop {
-        let item = match old.items.get(next) {
-            Some(&item) if same_text(bytes, at, item) => {
+    let len = loop {
+        let expected = old.items.get(next).copied();
+        let item = match expected {
+            Some(item) if same_text(w.get(at, item.len as usize)?, item) => {
                 seen[next] = true;
                 next += 1;
                 item
             }
             _ => {
-                let len = value_len(bytes.get(at..)?)?;
-                let text = &bytes[at..at + len];
+                let Some(len) = value_len(w, at)? else {
+                    return Ok(None);
+                };
+                let text = &w.get(at, len)?[..len];
                 let hash = text_hash(text);
                 let ahead = &old.items[next.min(n)..(next + RESYNC).min(n)];
                 if let Some(k) = ahead.iter().position(|i| i.hash == hash) {
@@ -265,26 +279,31 @@ fn walk(bytes: &[u8], index: &Index) -> Option<Content> {
                     seen[next + k] = true;
                     next += k + 1;
                 } else if !index.items.contains_key(&hash) {
-                    let pod: Pod = serde_json::from_slice(text).ok()?;
+                    let Ok(pod) = serde_json::from_slice::<Pod>(text) else {
+                        return Ok(None);
+                    };
                     parsed.push((hash, PodView::from_pod(&pod)));
                 }
                 moved.push(hash);
-                Item {
-                    hash,
-                    len: u32::try_from(len).ok()?,
-                }
+                let Ok(len) = u32::try_from(len) else {
+                    return Ok(None);
+                };
+                Item { hash, len }
             }
         };
         items.push(item);
         at += item.len as usize;
-        let end = at;
-        at = skip_space(bytes, at);
-        match bytes.get(at) {
-            Some(b',') => at = skip_space(bytes, at + 1),
-            Some(b']') if bytes[end..] == old.tail[..] => break,
-            _ => return None,
+        // The last item: the file ends as the last version did. (Its tail is space, `]` and
+        // the rest of the document, so an item followed by `,` never matches it.)
+        if w.get(at, old.tail.len() + 1)? == &old.tail[..] {
+            break at + old.tail.len();
         }
-    }
+        at = skip_space(w, at)?;
+        match w.get(at, 1)?.first() {
+            Some(b',') => at = skip_space(w, at + 1)?,
+            _ => return Ok(None),
+        }
+    };
     // The last version's items not met at their place, unless their text is elsewhere.
     let mut gone: HashSet<u64, foldhash::fast::RandomState> = old
         .items
@@ -307,7 +326,7 @@ fn walk(bytes: &[u8], index: &Index) -> Option<Content> {
             }
         }
     }
-    Some(Content::Items {
+    let content = Content::Items {
         layout: Layout {
             head: old.head.clone(),
             items,
@@ -315,30 +334,103 @@ fn walk(bytes: &[u8], index: &Index) -> Option<Content> {
         },
         parsed,
         gone: Some(gone.into_iter().collect()),
-    })
+    };
+    Ok(Some((content, len as u64)))
 }
 
-fn same_text(bytes: &[u8], at: usize, item: Item) -> bool {
+/// A file read forward a chunk at a time. What was read from the place last asked for on
+/// stays until a later place is asked for; a value longer than a chunk makes the buffer grow.
+struct Window<R> {
+    source: R,
+    buffer: Vec<u8>,
+    /// The file's offset of `buffer[0]`.
+    start: usize,
+    /// How much of `buffer` holds the file.
+    filled: usize,
+    chunk: usize,
+    ended: bool,
+}
+
+impl<R: Read> Window<R> {
+    fn new(source: R, chunk: usize) -> Self {
+        Window {
+            source,
+            buffer: Vec::new(),
+            start: 0,
+            filled: 0,
+            chunk: chunk.max(1),
+            ended: false,
+        }
+    }
+
+    /// The file from `at` on, as far as it is read: at least `want` bytes unless the file ends
+    /// first. `at` is never before a place asked for earlier.
+    fn get(&mut self, at: usize, want: usize) -> std::io::Result<&[u8]> {
+        if at + want > self.start + self.filled && !self.ended {
+            self.fill(at, want)?;
+        }
+        let from = (at - self.start).min(self.filled);
+        Ok(&self.buffer[from..self.filled])
+    }
+
+    fn fill(&mut self, at: usize, want: usize) -> std::io::Result<()> {
+        let keep = (at - self.start).min(self.filled);
+        self.buffer.copy_within(keep..self.filled, 0);
+        self.start += keep;
+        self.filled -= keep;
+        let size = want.max(self.chunk);
+        if self.buffer.len() < size {
+            self.buffer.resize(size, 0);
+        }
+        while self.filled < self.buffer.len() {
+            match self.source.read(&mut self.buffer[self.filled..]) {
+                Ok(0) => {
+                    self.ended = true;
+                    break;
+                }
+                Ok(read) => self.filled += read,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn same_text(bytes: &[u8], item: Item) -> bool {
     bytes
-        .get(at..at + item.len as usize)
+        .get(..item.len as usize)
         .is_some_and(|text| text_hash(text) == item.hash)
 }
 
-/// The length of the JSON value at the start of `bytes`, checked as JSON.
-fn value_len(bytes: &[u8]) -> Option<usize> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let raw = <&RawValue>::deserialize(&mut de).ok()?;
-    Some(raw.get().len())
+/// The length of the JSON value at `at`, checked as JSON; `None` where there is none.
+fn value_len(w: &mut Window<impl Read>, at: usize) -> std::io::Result<Option<usize>> {
+    let mut want = 1;
+    loop {
+        let bytes = w.get(at, want)?;
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let available = match <&RawValue>::deserialize(&mut de) {
+            Ok(raw) => return Ok(Some(raw.get().len())),
+            // Cut at the end of what is read: read on, unless the file ends there.
+            Err(e) if e.is_eof() => bytes.len(),
+            Err(_) => return Ok(None),
+        };
+        if w.ended {
+            return Ok(None);
+        }
+        want = available.saturating_mul(2).max(1);
+    }
 }
 
-fn skip_space(bytes: &[u8], mut at: usize) -> usize {
-    while bytes
-        .get(at)
+fn skip_space(w: &mut Window<impl Read>, mut at: usize) -> std::io::Result<usize> {
+    while w
+        .get(at, 1)?
+        .first()
         .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
     {
         at += 1;
     }
-    at
+    Ok(at)
 }
 
 /// Hashes an item's text, or a whole file's. 64 bits: two different texts share a hash with a
@@ -610,52 +702,69 @@ impl Loaded {
 
 /// Reads and parses the file once.
 pub fn load(path: &Path) -> Result<Loaded, FileError> {
-    read(path, None, &mut Vec::new())
+    read(path, None)
 }
 
-/// A version's content: compared in order with the last one where it can be, else parsed.
-fn read_content(bytes: &[u8], index: Option<&Index>) -> Result<Content, ParseError> {
-    if let Some(content) = index.and_then(|index| walk(bytes, index)) {
-        return Ok(content);
+/// Why a version could not be used: the file could not be read, or its text is wrong.
+enum ReadError {
+    Io(std::io::Error),
+    Parse(ParseError),
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(e: std::io::Error) -> Self {
+        ReadError::Io(e)
     }
-    let text = std::str::from_utf8(bytes).map_err(|e| ParseError::Content {
+}
+
+impl From<ParseError> for ReadError {
+    fn from(e: ParseError) -> Self {
+        ReadError::Parse(e)
+    }
+}
+
+/// A version's content, fingerprint and length: compared in order with the last one where it
+/// can be, `chunk` bytes at a time, else read whole and parsed.
+fn read_content(
+    source: &mut (impl Read + Seek),
+    index: Option<&Index>,
+    chunk: usize,
+) -> Result<(Content, u64, u64), ReadError> {
+    if let Some(index) = index {
+        if let Some((content, len)) = walk(&mut Window::new(&mut *source, chunk), index)? {
+            let fingerprint = content.fingerprint(&[]);
+            return Ok((content, fingerprint, len));
+        }
+        source.seek(SeekFrom::Start(0))?;
+    }
+    let mut bytes = Vec::new();
+    source.read_to_end(&mut bytes)?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| ParseError::Content {
         document: 0,
         message: format!("not UTF-8 text (byte {})", e.valid_up_to()),
     })?;
-    parse_content(text, index)
+    let content = parse_content(text, index)?;
+    let fingerprint = content.fingerprint(&bytes);
+    Ok((content, fingerprint, bytes.len() as u64))
 }
 
 /// Reads and parses the file; of a JSON list, only the items `index` does not know. The stamp
-/// is `None` when the file changed while it was read, so the watcher reads it again. The text
-/// is read into `buffer`: reading 40 MB into memory already mapped takes a fifth of the time
-/// of reading it into a new allocation, which the kernel must first map and zero page by page.
-fn read(path: &Path, index: Option<&Index>, buffer: &mut Vec<u8>) -> Result<Loaded, FileError> {
+/// is `None` when the file changed while it was read, so the watcher reads it again.
+fn read(path: &Path, index: Option<&Index>) -> Result<Loaded, FileError> {
     let read_err = |source| FileError::Read {
         path: path.to_owned(),
         source,
     };
     let before = stamp(path).map_err(read_err)?;
-    buffer.clear();
-    std::fs::File::open(path)
-        .and_then(|mut file| {
-            // Room for this version and some growth: a buffer that must grow is new memory
-            // again, and `read_to_end` alone would double it.
-            let size = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
-            if buffer.capacity() < size {
-                buffer.reserve_exact(size.saturating_add(size / 32));
-            }
-            file.read_to_end(buffer)
-        })
-        .map_err(read_err)?;
-    let bytes = &buffer[..];
+    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    let (content, fingerprint, len) =
+        read_content(&mut file, index, CHUNK).map_err(|e| match e {
+            ReadError::Io(e) => read_err(e),
+            ReadError::Parse(e) => e.at(path),
+        })?;
     // A writer that truncated the file as it was read shows in its length, even where its
     // event is not queued yet and the timestamp's granularity hides the change.
-    let whole = bytes.len() as u64 == before.len && stamp(path).ok() == Some(before);
-    let content = read_content(bytes, index).map_err(|e| e.at(path))?;
-    let fingerprint = match &content {
-        Content::Pods(_) => text_hash(bytes),
-        Content::Items { layout, .. } => layout.fingerprint(),
-    };
+    let whole = len == before.len && stamp(path).ok() == Some(before);
     Ok(Loaded {
         content,
         stamp: whole.then_some(before),
@@ -692,7 +801,6 @@ fn reread(
     path: &Path,
     expected: Option<Stamp>,
     index: &mut Option<Index>,
-    buffer: &mut Vec<u8>,
     replaced_only: bool,
     since: impl Fn() -> Seen,
 ) -> Outcome {
@@ -701,7 +809,7 @@ fn reread(
         Seen::Writing => return Outcome::Raced(Seen::Writing),
         Seen::Nothing | Seen::Finished | Seen::Lost => {}
     }
-    let loaded = read(path, index.as_ref(), buffer);
+    let loaded = read(path, index.as_ref());
     let seen = since();
     let newer = match &loaded {
         Ok(loaded) => seen != Seen::Nothing || loaded.stamp != expected,
@@ -720,7 +828,7 @@ fn reread(
         Some(version) => version,
         // Two items name one pod: only the whole list says which counts. Read without an
         // index, a version is always whole.
-        None => match read(path, None, buffer) {
+        None => match read(path, None) {
             Ok(whole) => advance(index, whole.content).expect("a whole version"),
             Err(e) => return Outcome::Failed(e),
         },
@@ -766,21 +874,13 @@ pub async fn watch(
     // A steady cadence, however many events arrive in between.
     let mut polls = tokio::time::interval(POLL);
     polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut buffer = Vec::new();
-    let mut quiet_polls = 0;
     loop {
         let replaced = if std::mem::take(&mut again) {
             true
         } else {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                _ = polls.tick() => {
-                    quiet_polls += 1;
-                    if quiet_polls == KEEP_BUFFER_POLLS {
-                        buffer = Vec::new();
-                    }
-                    false
-                }
+                _ = polls.tick() => false,
                 result = next_event(dir_watch.as_deref()) => {
                     let event = result.unwrap_or_else(|e| {
                         warn!(error = %e, path = %path.display(), "cannot read directory events; polling only");
@@ -811,18 +911,15 @@ pub async fn watch(
         let mut taken = index.take();
         let events_since = dir_watch.clone();
         let replaced_only = dir_watch.as_deref().is_some_and(|w| !w.written_in_place());
-        let mut lent = std::mem::take(&mut buffer);
-        quiet_polls = 0;
         let result = tokio::task::spawn_blocking(move || {
             let since = || events_since.as_ref().map_or(Seen::Nothing, |w| w.since());
-            let result = reread(&p, now, &mut taken, &mut lent, replaced_only, since);
-            (result, taken, lent)
+            let result = reread(&p, now, &mut taken, replaced_only, since);
+            (result, taken)
         })
         .await;
         let result = match result {
-            Ok((result, kept, lent)) => {
+            Ok((result, kept)) => {
                 index = kept;
-                buffer = lent;
                 result
             }
             Err(e) => {
@@ -956,8 +1053,24 @@ status:
         )
     }
 
+    /// Reads a version as the watcher does, `chunk` bytes at a time where it compares.
+    fn read_bytes(
+        bytes: &[u8],
+        index: Option<&Index>,
+        chunk: usize,
+    ) -> Result<Content, ParseError> {
+        match read_content(&mut std::io::Cursor::new(bytes), index, chunk) {
+            Ok((content, _, len)) => {
+                assert_eq!(len, bytes.len() as u64);
+                Ok(content)
+            }
+            Err(ReadError::Parse(e)) => Err(e),
+            Err(ReadError::Io(e)) => panic!("{e}"),
+        }
+    }
+
     fn read_text(text: &str, index: Option<&Index>) -> Content {
-        read_content(text.as_bytes(), index).unwrap()
+        read_bytes(text.as_bytes(), index, CHUNK).unwrap()
     }
 
     type State = std::collections::BTreeMap<PodKey, PodView>;
@@ -981,7 +1094,16 @@ status:
 
     /// Reads `text` as the watcher does and applies the result to `state`.
     fn step(index: &mut Option<Index>, state: &mut State, text: &str) -> Read {
-        let content = read_text(text, index.as_ref());
+        step_in_chunks(index, state, text, CHUNK)
+    }
+
+    fn step_in_chunks(
+        index: &mut Option<Index>,
+        state: &mut State,
+        text: &str,
+        chunk: usize,
+    ) -> Read {
+        let content = read_bytes(text.as_bytes(), index.as_ref(), chunk).unwrap();
         let walked = matches!(content, Content::Items { gone: Some(_), .. });
         let (version, again) = match advance(index, content) {
             Some(version) => (version, false),
@@ -1058,14 +1180,38 @@ status:
             // Now and then the text around the items changes, or the space between them.
             let separator = if next(10) == 0 { " ,\t" } else { ",\n" };
             let text = pod_list_as(&items, round / 50, separator);
+            // Read a few bytes at a time: items and the space between them fall across every
+            // kind of chunk boundary.
+            let chunk = 1 + next(100);
             *reads
-                .entry(step(&mut index, &mut state, &text))
+                .entry(step_in_chunks(&mut index, &mut state, &text, chunk))
                 .or_insert(0) += 1;
             assert_eq!(state, whole(parse(&text).unwrap()), "round {round}: {text}");
         }
         assert!(reads[&Read::Walked] > 1000, "{reads:?}");
         assert!(reads[&Read::Changes] > 20, "{reads:?}");
+        // Only the text around the items changing (every 50 rounds) sends a version to the
+        // whole-list path: an item cut by a chunk's end is read on, not given up.
+        assert!(reads[&Read::Changes] < 60, "{reads:?}");
         assert!(reads[&Read::Again] > 10, "{reads:?}");
+    }
+
+    /// The same items followed by more text: not the last version's end, and not JSON.
+    #[test]
+    fn text_after_an_unchanged_list_is_refused() {
+        let items: Vec<(usize, usize)> = (0..5).map(|i| (i, i)).collect();
+        let mut index = None;
+        step(&mut index, &mut State::new(), &pod_list(&items));
+        for chunk in [1, 7, CHUNK] {
+            let text = pod_list(&items) + "{}";
+            match read_bytes(text.as_bytes(), index.as_ref(), chunk) {
+                Err(ParseError::Syntax { message, .. }) => {
+                    assert!(message.contains("trailing characters"), "{message}")
+                }
+                Err(other) => panic!("{other:?}"),
+                Ok(_) => panic!("chunk {chunk}: a list followed by more text was read"),
+            }
+        }
     }
 
     /// A pod listed twice in the same words, then once: still there, compared in order.
@@ -1130,7 +1276,7 @@ status:
             Err(other) => panic!("{other:?}"),
             Ok(_) => panic!("a file that is not UTF-8 was read"),
         };
-        not_text(read_content(b"{\"items\": [\xff]}", None));
+        not_text(read_bytes(b"{\"items\": [\xff]}", None, CHUNK));
         // Compared with the last version, a changed item that is not UTF-8 is refused the same.
         let items: Vec<(usize, usize)> = (0..10).map(|i| (i, i)).collect();
         let mut index = None;
@@ -1138,7 +1284,7 @@ status:
         let mut bytes = pod_list(&items).into_bytes();
         let at = bytes.windows(4).position(|w| w == b"\"p5\"").unwrap();
         bytes[at + 2] = 0xff;
-        not_text(read_content(&bytes, index.as_ref()));
+        not_text(read_bytes(&bytes, index.as_ref(), CHUNK));
     }
 
     #[test]
