@@ -13,7 +13,7 @@ answer; and freshness at 100,000 members under 1,000 pod changes a second while 
 half its maximum query load: the file source (each version of the file, from its rename to the
 new answer) and the Kubernetes source (benches/kube.rs, run from here).
 
-    benches/compare.py                 # everything (about 15 minutes)
+    benches/compare.py                 # everything (about 16 minutes)
     benches/compare.py --quick         # one run of each, shorter
     benches/compare.py --only udp5k    # one scenario: udp5k, edns100k, tcp5k, load100k, fresh100k
 
@@ -377,13 +377,14 @@ def a_address(port, name, timeout=0.05):
     return socket.inet_ntoa(data[at + 10:at + 14])
 
 
-def file_freshness(services, members, seconds=20, rate=1000):
+def file_freshness(services, members, seconds=60, rate=1000):
     """The file source at `rate` pod changes a second while roster answers half its maximum
     query load. A writer replaces the pods file (a new file renamed into place) version after
     version, each changing the addresses of the pods due since the last; each version is timed
     from the end of its rename (when it becomes the file) to the new address of one of its pods
-    in an answer. The first version after a quiet file is timed apart: roster then reads into new
-    memory (see `read` in src/source/file.rs)."""
+    in an answer. The first version after a quiet file is timed apart. A version takes the writer
+    about a quarter of a second, so the run is a minute long: enough versions for a p99 that is
+    not simply the slowest one."""
     with tempfile.TemporaryDirectory(prefix="roster-compare-") as w:
         dataset(services, members, w)
         path = os.path.join(w, "pods.json")
