@@ -21,8 +21,8 @@ use crate::metrics::Metrics;
 use crate::source::{Health, PodEvent, PodKey, Received, Scope};
 use crate::zone::{Change, Holder, ServiceNode, Skipped, Snapshot, serial};
 
-/// Tables keyed by pods and services, which come from the cluster, never from queries:
-/// foldhash instead of SipHash, at a third of the cost per key.
+/// Tables keyed by pods and services, which come from the cluster, never from queries: foldhash
+/// instead of SipHash, whose resistance to chosen keys buys nothing here and costs per key.
 type HashMap<K, V> = std::collections::HashMap<K, V, RandomState>;
 type HashSet<K> = std::collections::HashSet<K, RandomState>;
 

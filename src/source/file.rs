@@ -1053,13 +1053,29 @@ status:
         )
     }
 
+    /// A file that gives at most 7 bytes per read, as a pipe or a network filesystem may.
+    struct Trickle<'a>(std::io::Cursor<&'a [u8]>);
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(7);
+            std::io::Read::read(&mut self.0, &mut buf[..n])
+        }
+    }
+
+    impl Seek for Trickle<'_> {
+        fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+            self.0.seek(to)
+        }
+    }
+
     /// Reads a version as the watcher does, `chunk` bytes at a time where it compares.
     fn read_bytes(
         bytes: &[u8],
         index: Option<&Index>,
         chunk: usize,
     ) -> Result<Content, ParseError> {
-        match read_content(&mut std::io::Cursor::new(bytes), index, chunk) {
+        match read_content(&mut Trickle(std::io::Cursor::new(bytes)), index, chunk) {
             Ok((content, _, len)) => {
                 assert_eq!(len, bytes.len() as u64);
                 Ok(content)

@@ -242,8 +242,8 @@ impl ServiceNode {
     }
 }
 
-/// A persistent map hashed with foldhash: every query looks its service up, and SipHash (the
-/// default) costs several times as much for a short key. Keys come from pods, not from queries.
+/// A persistent map hashed with foldhash rather than SipHash (the default): its keys come from
+/// pods, not from queries, so SipHash's resistance to chosen keys buys nothing here.
 type FastMap<K, V> =
     imbl::GenericHashMap<K, V, foldhash::fast::RandomState, imbl::shared_ptr::DefaultSharedPtr>;
 
