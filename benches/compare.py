@@ -13,7 +13,7 @@ answer; and freshness at 100,000 members under 1,000 pod changes a second while 
 half its maximum query load: the file source (each version of the file, from its rename to the
 new answer) and the Kubernetes source (benches/kube.rs, run from here).
 
-    benches/compare.py                 # everything (about 16 minutes)
+    benches/compare.py                 # everything (about 9 minutes)
     benches/compare.py --quick         # one run of each, shorter
     benches/compare.py --only udp5k    # one scenario: udp5k, edns100k, tcp5k, load100k, fresh100k
 
