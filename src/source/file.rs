@@ -7,7 +7,7 @@
 //! changes inotify does not report; a polled change is read once the file has stopped changing
 //! for one poll. A version is applied only if it parses completely, so a half-written file never
 //! reaches the zone. A version read whole goes out as one list (`Init`, `InitApply`…,
-//! `InitDone`); a JSON list compared with the last version (see [`walk`]) as one `Changes` event
+//! `InitDone`); a JSON list compared with the last version (see `walk`) as one `Changes` event
 //! holding only the pods that changed.
 
 use std::collections::{HashMap, HashSet};
