@@ -2,7 +2,7 @@
 //!
 //! Accepted: a `PodList` or `List` as `kubectl get pods -A -o json|yaml` prints it, a single Pod,
 //! or a multi-document YAML of Pods and lists. A change is read at once when the directory reports
-//! a finished write (see [`super::dirwatch`]): a file closed after writing, an editor's rename, a
+//! a finished write (see `super::dirwatch`): a file closed after writing, an editor's rename, a
 //! ConfigMap volume's symlink swap. The file is also polled (a `stat` every 100 ms) for the
 //! changes inotify does not report; a polled change is read once the file has stopped changing
 //! for one poll. A version is applied only if it parses completely, so a half-written file never
@@ -550,7 +550,7 @@ fn json_error(text: &str, offset: usize, e: serde_json::Error) -> ParseError {
 
 /// The items of the JSON list last applied, by the hash of each item's text, with the pod each
 /// is, and where they were in the text. A new version is compared with it in order where it can
-/// be ([`walk`]), else item by item: only the items whose text changed are parsed, and only
+/// be (`walk`), else item by item: only the items whose text changed are parsed, and only
 /// their pods, and the pods whose items are gone, reach the membership layer. At 100,000 pods
 /// that is the difference between parsing 40 MB and a few hundred bytes.
 pub struct Index {
