@@ -1,6 +1,6 @@
 //! The wire: the only module that touches hickory. It parses requests with hickory-server,
 //! checks protocol hygiene (opcode, EDNS version, question count, class), asks
-//! [`crate::zone::answer`], and encodes the answer so that it fits the transport: additional
+//! [`crate::zone::answer()`], and encodes the answer so that it fits the transport: additional
 //! records are dropped first, then answers are cut in ordinal order with TC=1 (RFC 2181 §9),
 //! and the OPT record always survives. The UDP and TCP loops are roster's own (`udp`, `tcp`):
 //! no task per packet, counted malformed input, and a TCP shutdown that finishes the answer in
