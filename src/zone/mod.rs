@@ -289,36 +289,22 @@ impl fmt::Debug for Snapshot {
     }
 }
 
-/// An identity compared by where it is: the same `Arc`, not an equal one.
-#[derive(Clone)]
-struct Shared<'a>(&'a Arc<Identity>);
-
-impl PartialEq for Shared<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(self.0, other.0)
-    }
-}
-impl Eq for Shared<'_> {}
-impl PartialOrd for Shared<'_> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Shared<'_> {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        Arc::as_ptr(self.0).cmp(&Arc::as_ptr(other.0))
-    }
-}
-
-/// A node's published members, sorted by where their identities are.
-fn published(node: Option<&ServiceNode>) -> Vec<Shared<'_>> {
-    let mut members: Vec<Shared<'_>> = node
+/// A node's published members, sorted by where their identities are: two nodes share a member
+/// when they hold the same `Arc`, not an equal one.
+fn published(node: Option<&ServiceNode>) -> Vec<&Arc<Identity>> {
+    let mut members: Vec<&Arc<Identity>> = node
         .into_iter()
         .flat_map(ServiceNode::published)
-        .map(|m| Shared(&m.identity))
+        .map(|m| &m.identity)
         .collect();
-    members.sort_unstable();
+    members.sort_unstable_by_key(|id| Arc::as_ptr(id));
     members
+}
+
+fn holds(members: &[&Arc<Identity>], id: &Arc<Identity>) -> bool {
+    members
+        .binary_search_by_key(&Arc::as_ptr(id), |m| Arc::as_ptr(m))
+        .is_ok()
 }
 
 impl Snapshot {
@@ -392,14 +378,14 @@ impl Snapshot {
         // A member whose identity both nodes share keeps its addresses: only the others move
         // in the reverse map, where each move copies a path of the tree.
         let (before, after) = (published(old.as_deref()), published(node.as_ref()));
-        for m in before.iter().filter(|m| after.binary_search(m).is_err()) {
-            for ip in m.0.ips.iter() {
-                self.unlink_address(*ip, m.0);
+        for m in before.iter().filter(|m| !holds(&after, m)) {
+            for ip in m.ips.iter() {
+                self.unlink_address(*ip, m);
             }
         }
-        for m in after.iter().filter(|m| before.binary_search(m).is_err()) {
-            for ip in m.0.ips.iter() {
-                self.link_address(*ip, m.0);
+        for m in after.iter().filter(|m| !holds(&before, m)) {
+            for ip in m.ips.iter() {
+                self.link_address(*ip, m);
             }
         }
         let namespace: Box<str> = id.namespace().into();
