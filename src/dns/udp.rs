@@ -1,13 +1,15 @@
 //! UDP: one loop per socket, receiving up to [`BATCH`] datagrams with one `recvmmsg`, answering
 //! each in place into a reused buffer, and sending the answers with one `sendmmsg`: no task,
 //! channel, lock or allocation per packet. Several sockets share a port (SO_REUSEPORT), one per
-//! worker thread, so that the kernel spreads clients over the threads.
+//! worker thread, so that the kernel spreads clients over the threads. A busy socket, once
+//! emptied, is left alone for [`PAUSE`] before the loop waits on it again.
 
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -20,6 +22,17 @@ use crate::metrics::Transport;
 
 /// Datagrams per system call.
 const BATCH: usize = 32;
+/// A socket that held at least this many queries between two times it was found empty is busy.
+const BUSY: usize = BATCH / 2;
+/// How long the loop of a busy socket pauses, once it has emptied it, before waiting on it again.
+/// Waiting means being woken by the next query, and that wake-up is paid for by the client
+/// sending it (on loopback, by its core); a busy socket refills within microseconds, so after a
+/// pause the next receive finds a batch and nobody was woken. Measured with `compare.py`'s UDP
+/// load at 5,000 members: 7% more queries per second and 12% more per CPU-second; no change
+/// where the core is saturated (100,000 members with EDNS), since a saturated socket is never
+/// found empty. A quiet socket never pauses, so a lone query is answered as soon as it arrives;
+/// a query arriving during a pause waits at most this long.
+const PAUSE: Duration = Duration::from_micros(50);
 /// Largest query read; a longer datagram is dropped as malformed (a DNS query is far smaller).
 const DATAGRAM: usize = 4096;
 
@@ -130,6 +143,8 @@ pub(super) async fn run(
 ) {
     let fd = socket.as_raw_fd();
     let mut batch = Batch::new();
+    // Queries received since the socket was last found empty.
+    let mut served = 0;
     loop {
         // Readiness also spends tokio's cooperative budget, so a busy socket still lets the
         // other tasks of its thread (membership updates, TCP) run.
@@ -162,12 +177,20 @@ pub(super) async fn run(
         });
         let n = match received {
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if served >= BUSY {
+                    // Blocks this worker's other tasks no longer than answering a batch does.
+                    std::thread::sleep(PAUSE);
+                }
+                served = 0;
+                continue;
+            }
             Err(e) => {
                 debug!(error = %e, "UDP receive failed");
                 continue;
             }
         };
+        served += n;
         batch.replies.clear();
         for i in 0..n {
             let header = &batch.headers[i];
