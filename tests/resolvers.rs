@@ -51,8 +51,9 @@ impl Resolver {
             if let Some(status) = resolver.child.try_wait().unwrap() {
                 panic!("{name} exited at start: {status}");
             }
-            // Any answer (even REFUSED for the root) means the resolver is up.
-            if !dig(resolver.addr, &["+norec", "."]).is_empty() {
+            // Any answer (even REFUSED for the root) means the resolver is up; dig also prints
+            // its errors ("connection refused") to stdout, so look for a header.
+            if dig(resolver.addr, &["+norec", "."]).contains("status:") {
                 return resolver;
             }
             std::thread::sleep(Duration::from_millis(50));
