@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
-use tokio::net::{TcpListener, UdpSocket};
+use std::net::UdpSocket;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -26,11 +27,17 @@ pub enum ServeError {
         transport: &'static str,
         source: std::io::Error,
     },
+    #[error("cannot start the thread serving UDP on {addr}: {source}")]
+    Thread {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Bound sockets, ready to serve.
 pub struct Listeners {
-    udp: Vec<UdpSocket>,
+    /// Each with the address it is bound to.
+    udp: Vec<(SocketAddr, UdpSocket)>,
     tcp: Vec<TcpListener>,
     addrs: Vec<SocketAddr>,
 }
@@ -67,7 +74,7 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
         );
     }
     socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// Answers go out without the don't-fragment bit, and "fragmentation needed" messages are
@@ -142,11 +149,10 @@ pub fn bind(addrs: &[SocketAddr], udp_sockets: usize) -> Result<Listeners, Serve
             }
         };
         let local = first.local_addr().map_err(|e| bind_err("udp", e))?;
-        listeners.udp.push(first);
+        listeners.udp.push((local, first));
         for _ in 1..udp_sockets.max(1) {
-            listeners
-                .udp
-                .push(bind_udp(local).map_err(|e| bind_err("udp", e))?);
+            let socket = bind_udp(local).map_err(|e| bind_err("udp", e))?;
+            listeners.udp.push((local, socket));
         }
         listeners.tcp.push(tcp);
         listeners.addrs.push(local);
@@ -167,13 +173,22 @@ pub async fn serve(
     }
     let loops = TaskTracker::new();
     let connections = TaskTracker::new();
-    for socket in listeners.udp {
-        loops.spawn(udp::run(
-            socket,
-            handler.clone(),
-            rate_limit.clone(),
-            shutdown.clone(),
-        ));
+    // Each UDP socket has a thread of its own, blocked in the socket's receive call when there
+    // is nothing to do: no readiness registration, whose bookkeeping the kernel would do for
+    // every query and every answer sent.
+    for (addr, socket) in listeners.udp {
+        let (h, r, s) = (handler.clone(), rate_limit.clone(), shutdown.clone());
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("roster-udp".into())
+            .spawn(move || {
+                udp::run(socket, h, r, s);
+                drop(done);
+            })
+            .map_err(|source| ServeError::Thread { addr, source })?;
+        loops.spawn(async move {
+            let _ = finished.await;
+        });
     }
     // One connection limit for all listeners: it bounds the process's descriptors and memory.
     let registry = tcp::Registry::new();
