@@ -65,7 +65,7 @@ pub struct Config {
     pub rate_limit: u32,
     /// Every how many limited responses one is sent truncated; 0: none.
     pub rate_limit_slip: u32,
-    /// Worker threads, and UDP sockets per listen address (SO_REUSEPORT).
+    /// UDP sockets per listen address (SO_REUSEPORT), each with its thread, and TCP threads.
     pub workers: usize,
     pub identity: IdentityConfig,
     pub source: SourceConfig,

@@ -98,7 +98,8 @@ struct Settings {
     /// Serve /healthz, /readyz, /metrics and /members over HTTP here (replaces admin.listen).
     #[arg(long, value_name = "ADDR:PORT")]
     admin_listen: Option<SocketAddr>,
-    /// Worker threads, each with its own UDP socket per address (replaces dns.workers).
+    /// Workers: UDP sockets (each with its thread) per address, and TCP threads (replaces
+    /// dns.workers).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
 }
