@@ -1,13 +1,12 @@
 //! Sockets: UDP and TCP on every listen address, bound before anything is served so that a bad
 //! address fails start-up, and served until shutdown.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
-use std::net::UdpSocket;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
