@@ -339,6 +339,9 @@ fn a_watch_expired_with_410_lists_again_at_once() {
             .count()
     };
     for round in 0..3 {
+        // Ready means listed, not yet watching: a 410 sent before the watch opens reaches no one.
+        r.eventually(Duration::from_secs(5), || api.open_watches() > 0)
+            .unwrap_or_else(|| panic!("round {round}: no watch opened\n{}", r.log()));
         let before = lists();
         api.expire_watches();
         let relisted = r.eventually(Duration::from_secs(5), || lists() > before);

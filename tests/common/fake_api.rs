@@ -274,6 +274,11 @@ impl FakeApi {
         let _ = self.inner.live.send(Live::Garbage);
     }
 
+    /// Watches open now: each holds a subscription to live changes while it runs.
+    pub fn open_watches(&self) -> usize {
+        self.inner.live.receiver_count()
+    }
+
     /// Sends ERROR 410 Expired to open watches, which then close.
     pub fn expire_watches(&self) {
         let _ = self.inner.live.send(Live::Expire);
