@@ -26,15 +26,15 @@ const BATCH: usize = 32;
 /// taking less than a full batch) is busy.
 const BUSY: usize = BATCH / 2;
 /// How long the thread of a busy socket pauses, once it has emptied it, before waiting on it
-/// again.
-/// Waiting means being woken by the next query, and that wake-up is paid for by the client
+/// again. Waiting means being woken by the next query, and that wake-up is paid for by the client
 /// sending it (on loopback, by its core); a busy socket refills within microseconds, so after a
 /// pause the next receive finds a batch and nobody was woken. Measured with `compare.py`'s UDP
 /// load at 5,000 members: 5-10% less CPU per query (and, when the loop still waited through
 /// epoll, 7% more queries per second); no change where the core is saturated (100,000 members
-/// with EDNS), since a saturated socket is never found empty. A quiet socket never pauses, so a lone query is answered as soon as it arrives;
-/// a query arriving during a pause waits for its end, which the kernel may put off by the
-/// thread's timer slack (50 µs by default): about 0.1 ms at most.
+/// with EDNS), since a saturated socket is never found empty. A quiet socket never pauses, so a
+/// lone query is answered as soon as it arrives; a query arriving during a pause waits for its
+/// end, which the kernel may put off by the thread's timer slack (50 µs by default): about 0.1
+/// ms at most.
 const PAUSE: Duration = Duration::from_micros(50);
 /// Largest query read; a longer datagram is dropped as malformed (a DNS query is far smaller).
 const DATAGRAM: usize = 4096;
