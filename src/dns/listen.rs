@@ -175,13 +175,16 @@ pub async fn serve(
     // Each UDP socket has a thread of its own, blocked in the socket's receive call when there
     // is nothing to do: no readiness registration, whose bookkeeping the kernel would do for
     // every query and every answer sent.
+    let mut udp_sockets = Vec::with_capacity(listeners.udp.len());
     for (addr, socket) in listeners.udp {
+        let socket = Arc::new(socket);
+        udp_sockets.push(socket.clone());
         let (h, r, s) = (handler.clone(), rate_limit.clone(), shutdown.clone());
         let (done, finished) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new()
             .name("roster-udp".into())
             .spawn(move || {
-                udp::run(socket, h, r, s);
+                udp::run(&socket, h, r, s);
                 drop(done);
             })
             .map_err(|source| ServeError::Thread { addr, source })?;
@@ -202,6 +205,7 @@ pub async fn serve(
     }
     loops.close();
     shutdown.cancelled().await;
+    udp_sockets.iter().for_each(|s| udp::wake(s));
     loops.wait().await;
     connections.close();
     if tokio::time::timeout(TCP_DRAIN, connections.wait())
