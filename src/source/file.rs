@@ -185,7 +185,7 @@ enum Content {
 }
 
 impl Content {
-    /// Equal for versions that mean the same; `text` is the version's, for [`Content::Pods`].
+    /// Equal for versions that mean the same; `text` is the whole version's.
     fn fingerprint(&self, text: &[u8]) -> u64 {
         match self {
             Content::Pods(_) => text_hash(text),
@@ -244,9 +244,9 @@ const CHUNK: usize = 256 << 10;
 /// hash alone, so only the items that differ are scanned as JSON and only unknown ones parsed.
 /// At 100,000 pods that spares scanning 40 MB of JSON at every change. `None` when the text
 /// around the items changed or anything does not fit, a syntax error included: the version is
-/// then read whole, which also gives the error its place in the file. With the content, the
-/// version's length in bytes.
-fn walk(w: &mut Window<impl Read>, index: &Index) -> std::io::Result<Option<(Content, u64)>> {
+/// then read whole, which also gives the error its place in the file. With the content, its
+/// fingerprint and the version's length in bytes.
+fn walk(w: &mut Window<impl Read>, index: &Index) -> std::io::Result<Option<(Content, u64, u64)>> {
     let old = &index.layout;
     let n = old.items.len();
     if n == 0 || !w.get(0, old.head.len())?.starts_with(&old.head) {
@@ -318,16 +318,18 @@ fn walk(w: &mut Window<impl Read>, index: &Index) -> std::io::Result<Option<(Con
     for hash in &moved {
         gone.remove(hash);
     }
+    let layout = Layout {
+        head: old.head.clone(),
+        items,
+        tail: old.tail.clone(),
+    };
+    let fingerprint = layout.fingerprint();
     let content = Content::Items {
-        layout: Layout {
-            head: old.head.clone(),
-            items,
-            tail: old.tail.clone(),
-        },
+        layout,
         parsed,
         gone: Some(gone.into_iter().collect()),
     };
-    Ok(Some((content, len as u64)))
+    Ok(Some((content, fingerprint, len as u64)))
 }
 
 /// A file read forward a chunk at a time. What was read from the place last asked for on
@@ -727,9 +729,8 @@ fn read_content(
     chunk: usize,
 ) -> Result<(Content, u64, u64), ReadError> {
     if let Some(index) = index {
-        if let Some((content, len)) = walk(&mut Window::new(&mut *source, chunk), index)? {
-            let fingerprint = content.fingerprint(&[]);
-            return Ok((content, fingerprint, len));
+        if let Some(walked) = walk(&mut Window::new(&mut *source, chunk), index)? {
+            return Ok(walked);
         }
         source.seek(SeekFrom::Start(0))?;
     }
