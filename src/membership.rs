@@ -121,7 +121,17 @@ impl Membership {
                 self.handle(event);
             }
             if let Some(snapshot) = self.publish() {
+                let (services, serial) = (snapshot.service_count(), snapshot.serial);
                 published.store(Some(snapshot));
+                // Said once queries see the zone, not before: operators and scripts wait for it.
+                if self.stats.publications == 1 {
+                    info!(
+                        services,
+                        pods = self.pods.len(),
+                        serial,
+                        "first complete list applied; serving"
+                    );
+                }
                 for at in changes.drain(..) {
                     self.metrics.programming_latency.observe(at.elapsed());
                 }
@@ -429,13 +439,6 @@ impl Membership {
                 services_changed = records,
                 serial = self.zone.serial,
                 "zone updated"
-            );
-        } else {
-            info!(
-                services = self.zone.service_count(),
-                pods = self.pods.len(),
-                serial = self.zone.serial,
-                "first complete list applied; serving"
             );
         }
         self.published_once = true;
