@@ -280,6 +280,77 @@ fn owner_names_keep_the_case_of_the_question() {
     assert_eq!(m.authorities[0].name.to_string(), "Roster.INTERNAL.");
 }
 
+/// A raw query for `qname` (type `qtype`, RD=0), with an OPT record holding an NSID option when
+/// `nsid`: hickory interprets that option, so roster answers it on its general path.
+fn raw_query(qname: &str, qtype: u16, nsid: bool) -> (Vec<u8>, usize) {
+    let mut q = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, u8::from(nsid)];
+    for label in qname.trim_end_matches('.').split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&[0, 1]);
+    let question = q.len() - 12;
+    if nsid {
+        q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 4, 0, 3, 0, 0]);
+    }
+    (q, question)
+}
+
+#[test]
+fn answers_point_to_the_question_instead_of_repeating_its_name() {
+    let r = Roster::start(&world());
+    for nsid in [false, true] {
+        // A member's address: the owner is the question's name, so two bytes (0xC00C).
+        let (q, question) = raw_query("db-0.Db.prod.roster.internal.", 1, nsid);
+        let opt = if nsid { 11 } else { 0 };
+        for (t, reply) in [
+            (
+                "udp",
+                udp_raw(r.addr, &q, Duration::from_secs(3)).expect("reply"),
+            ),
+            ("tcp", tcp_raw(r.addr, &q)),
+        ] {
+            let answer = 12 + question;
+            assert_eq!(
+                &reply[12..answer],
+                &q[12..answer],
+                "{t} nsid={nsid}: the question"
+            );
+            assert_eq!(
+                &reply[answer..answer + 2],
+                [0xC0, 12],
+                "{t} nsid={nsid}: the owner"
+            );
+            assert_eq!(
+                &reply[answer + 12..answer + 16],
+                [10, 1, 0, 1],
+                "{t} nsid={nsid}"
+            );
+            assert_eq!(reply.len(), answer + 16 + opt, "{t} nsid={nsid}: {reply:?}");
+            let m = Message::from_vec(&reply).unwrap();
+            assert_eq!(
+                m.answers[0].name.to_string(),
+                "db-0.Db.prod.roster.internal."
+            );
+        }
+        // NXDOMAIN: the SOA's owner is the zone, the end of the question's name.
+        let (q, question) = raw_query("nope.prod.Roster.internal.", 1, nsid);
+        let reply = udp_raw(r.addr, &q, Duration::from_secs(3)).expect("reply");
+        let m = Message::from_vec(&reply).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(m.authorities[0].name.to_string(), "Roster.internal.");
+        let zone = 12 + 5 + 5; // after "nope" and "prod"
+        let authority = 12 + question;
+        assert_eq!(
+            &reply[authority..authority + 2],
+            [0xC0, zone as u8],
+            "nsid={nsid}: the SOA owner points into the question"
+        );
+    }
+}
+
 #[test]
 fn any_is_answered_with_one_rrset() {
     let r = Roster::start(&world());

@@ -125,7 +125,7 @@ impl Handler {
         let opt = if query.edns.is_some() { OPT_LEN } else { 0 };
         let mut w = Writer::new(out, limit - opt, candidates);
         w.bytes(&[0; 12])?;
-        w.question(query.question)?;
+        w.question(query)?;
         let owner = || question.iter().copied();
         let apex = || {
             question[question.len() - resolution.apex_labels.min(question.len())..]

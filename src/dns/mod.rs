@@ -19,8 +19,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hickory_server::net::xfer::Protocol;
+use hickory_server::proto::ProtoError;
 use hickory_server::proto::op::{
-    Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
+    Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, Query, ResponseCode,
+    emit_message_parts,
 };
 use hickory_server::proto::rr::rdata::{A, AAAA, NS, PTR, SOA, SRV};
 use hickory_server::proto::rr::{DNSClass, Name, RData, Record, RecordType};
@@ -162,7 +164,7 @@ struct Fit {
 }
 
 fn fit(
-    request: &Request,
+    query: &Query,
     metadata: Metadata,
     answers: &[Record],
     authority: &[Record],
@@ -174,7 +176,7 @@ fn fit(
         glue_groups: glue.len(),
         truncated: false,
     };
-    let question = request.queries.as_bytes().len();
+    let question = query.name().len() + 1 + 4;
     let estimate = 12
         + question
         + answers
@@ -191,21 +193,15 @@ fn fit(
     let mut buf = Vec::with_capacity(limit);
     let mut encoder = BinEncoder::new(&mut buf);
     encoder.set_max_size(limit.min(u16::MAX as usize) as u16);
-    let message = MessageResponseBuilder::new(&request.queries, None).build(
-        metadata,
-        answers.iter(),
-        authority.iter(),
-        std::iter::empty(),
-        glue.iter().flatten(),
-    );
-    let Ok(info) = message.destructive_emit(&mut encoder) else {
+    let parts = (answers.iter(), authority.iter(), glue.iter().flatten());
+    let Ok(header) = emit_response(&metadata, query, parts, None, &mut encoder) else {
         return Fit {
             answers: 0,
             glue_groups: 0,
             truncated: true,
         };
     };
-    let counts = info.counts();
+    let counts = header.counts;
     if (counts.answers as usize) < answers.len() || (counts.authorities as usize) < authority.len()
     {
         return Fit {
@@ -498,7 +494,14 @@ impl Handler {
             Protocol::Udp => edns.as_ref().map_or(512, |e| e.max_payload() as usize),
             _ => u16::MAX as usize,
         } - if edns.is_some() { OPT_LEN } else { 0 };
-        let fit = fit(request, metadata, &answers, &authority, &glue, limit);
+        let fit = fit(
+            query.original(),
+            metadata,
+            &answers,
+            &authority,
+            &glue,
+            limit,
+        );
         metadata.truncation = fit.truncated;
         let authority: &[Record] = if fit.truncated { &[] } else { &authority };
         debug!(
@@ -511,14 +514,21 @@ impl Handler {
             truncated = fit.truncated,
             "query"
         );
-        let message = builder.build(
-            metadata,
+        let parts = (
             answers[..fit.answers].iter(),
             authority.iter(),
-            std::iter::empty(),
             glue[..fit.glue_groups].iter().flatten(),
         );
-        emit(message, out);
+        let mut encoder = BinEncoder::new(out);
+        if let Err(e) = emit_response(
+            &metadata,
+            query.original(),
+            parts,
+            edns.as_ref(),
+            &mut encoder,
+        ) {
+            servfail(e, metadata, out);
+        }
         Reply {
             qtype,
             rcode: rcode_index(metadata.response_code),
@@ -539,15 +549,49 @@ fn emit<'a>(
     >,
     out: &mut Vec<u8>,
 ) {
-    let mut metadata = *message.metadata();
+    let metadata = *message.metadata();
     if let Err(e) = message.destructive_emit(&mut BinEncoder::new(out)) {
-        tracing::error!(error = %e, "cannot encode an answer; sending SERVFAIL");
-        out.clear();
-        metadata.response_code = ResponseCode::ServFail;
-        let header = Header {
-            metadata,
-            counts: HeaderCounts::default(),
-        };
-        let _ = header.emit(&mut BinEncoder::new(out));
+        servfail(e, metadata, out);
     }
+}
+
+/// Replaces an answer that could not be encoded with a bare SERVFAIL.
+fn servfail(e: ProtoError, mut metadata: Metadata, out: &mut Vec<u8>) {
+    tracing::error!(error = %e, "cannot encode an answer; sending SERVFAIL");
+    out.clear();
+    metadata.response_code = ResponseCode::ServFail;
+    let header = Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    };
+    let _ = header.emit(&mut BinEncoder::new(out));
+}
+
+/// Writes an answer: the header, the question, then answers, authority and additional records
+/// (hickory stops at the first record that does not fit the encoder's size, and counts what it
+/// wrote). The question goes through hickory's name encoder instead of being copied as received
+/// (as `MessageResponse` copies it), so that its name is a compression target: the first answer
+/// then points to it (a member's A answer is 62 bytes instead of 90, as Knot and NSD write it).
+/// The question was parsed without compression pointers, so its bytes are the ones received.
+fn emit_response<'r>(
+    metadata: &Metadata,
+    query: &Query,
+    (answers, authority, additional): (
+        impl Iterator<Item = &'r Record>,
+        impl Iterator<Item = &'r Record>,
+        impl Iterator<Item = &'r Record>,
+    ),
+    edns: Option<&Edns>,
+    encoder: &mut BinEncoder<'_>,
+) -> Result<Header, ProtoError> {
+    emit_message_parts(
+        metadata,
+        &mut std::iter::once(query),
+        &mut { answers },
+        &mut { authority },
+        &mut { additional },
+        edns,
+        None,
+        encoder,
+    )
 }

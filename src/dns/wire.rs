@@ -2,10 +2,9 @@
 //! byte for byte, what hickory's encoder produces for the same records (the general path), so
 //! that the two paths are interchangeable. A test in `tests/fastpath.rs` holds them to that.
 //!
-//! hickory's rules, reproduced here: the question is copied as received and stored as one
-//! compression candidate (which no name can match); owner names and names in RFC 1035 RDATA
-//! (NS, PTR, SOA) are compressed against earlier names, case-sensitively, at the first label
-//! whose remainder matches; SRV targets are written whole (RFC 2782) but become candidates;
+//! hickory's rules, reproduced here: owner names and names in RFC 1035 RDATA (NS, PTR, SOA) are
+//! compressed against earlier names, the question's included, case-sensitively, at the first
+//! label whose remainder matches; SRV targets are written whole (RFC 2782) but become candidates;
 //! at most 64 candidates are kept, only below offset 0x3FFF, and only the first 120 names are
 //! compressed.
 
@@ -279,12 +278,11 @@ impl<'b> Writer<'b> {
             .map(|(offset, ..)| *offset)
     }
 
-    /// The question section, as received.
-    pub fn question(&mut self, question: &[u8]) -> Result<(), Full> {
-        let start = self.len();
-        self.bytes(question)?;
-        self.store(start, start + question.len());
-        Ok(())
+    /// The question section: its name written as any name is (the first, so written whole), so
+    /// that the names after it can point into it; then its type and class as received.
+    pub fn question(&mut self, query: &Query<'_>) -> Result<(), Full> {
+        self.name(query.labels(), true)?;
+        self.bytes(&query.question[query.question.len() - 4..])
     }
 
     /// A name from its labels; compressed, or written whole and only remembered.
