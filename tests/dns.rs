@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use hickory_server::proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_server::proto::rr::rdata::opt::EdnsOption;
 use hickory_server::proto::rr::{DNSClass, RData, RecordType};
 use std::time::Duration;
 
@@ -385,6 +386,25 @@ fn edns_is_echoed_and_bad_versions_get_badvers() {
         &query("db-0.db.prod.roster.internal.", RecordType::A),
     );
     assert!(m.edns.is_none(), "no OPT without EDNS in the query");
+
+    // DO (DNSSEC answer OK) is copied into the answer (RFC 3225 §3), which stays unsigned; the
+    // NSID option sends the query down the general path.
+    for nsid in [false, true] {
+        for dnssec_ok in [false, true] {
+            let mut q = with_edns(query("db-0.db.prod.roster.internal.", RecordType::A), 1232);
+            q.edns.as_mut().unwrap().set_dnssec_ok(dnssec_ok);
+            if nsid {
+                let opt = q.edns.as_mut().unwrap().options_mut();
+                opt.insert(EdnsOption::Unknown(3, vec![]));
+            }
+            for (t, m) in both(r.addr, &q) {
+                let edns = m.edns.as_ref().expect("OPT echoed");
+                assert_eq!(edns.flags().dnssec_ok, dnssec_ok, "{t} nsid={nsid}: DO");
+                assert_eq!(a_records(&m), ["10.1.0.1"], "{t}");
+                assert_eq!(m.answers.len(), 1, "{t}: no signatures");
+            }
+        }
+    }
 
     let mut q = with_edns(query("db-0.db.prod.roster.internal.", RecordType::A), 1232);
     q.edns.as_mut().unwrap().set_version(1);

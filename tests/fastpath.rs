@@ -1,7 +1,7 @@
 //! The fast path answers byte for byte as the general path (hickory's parser and encoder) does,
-//! for every record kind, negative answer, EDNS size, header flag and case, and it declines
-//! (leaving the general path to answer) whatever it does not handle. Every integration test
-//! runs on the fast path too, since the server tries it first.
+//! for every record kind, negative answer, EDNS size and DO flag, header flag and case, and it
+//! declines (leaving the general path to answer) whatever it does not handle. Every integration
+//! test runs on the fast path too, since the server tries it first.
 
 #[path = "common/answer_world.rs"]
 mod answer_world;
@@ -53,12 +53,22 @@ fn the_same_bytes_for_every_kind_of_answer() {
                 Some(100),
             ] {
                 for (rd, cd) in [(false, false), (true, false), (true, true)] {
+                    let q = query(name, qtype, edns, rd, cd);
+                    let mut dnssec_ok = q.clone();
+                    if edns.is_some() {
+                        // The OPT record ends the query: its flags are 4 bytes from the end.
+                        let at = dnssec_ok.len() - 4;
+                        dnssec_ok[at] |= 0x80;
+                    }
                     for transport in [Transport::Udp, Transport::Tcp] {
-                        let what =
-                            format!("{name} {qtype} edns={edns:?} rd={rd} cd={cd} {transport:?}");
-                        total += 1;
-                        if compare(&h, &query(name, qtype, edns, rd, cd), transport, &what) {
-                            fast += 1;
+                        for (q, flag) in [(&q, ""), (&dnssec_ok, " DO")] {
+                            let what = format!(
+                                "{name} {qtype} edns={edns:?}{flag} rd={rd} cd={cd} {transport:?}"
+                            );
+                            total += 1;
+                            if compare(&h, q, transport, &what) {
+                                fast += 1;
+                            }
                         }
                     }
                 }

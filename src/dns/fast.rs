@@ -208,7 +208,10 @@ impl Handler {
         }
         if let Some(edns) = query.edns {
             w.set_limit(limit);
-            w.opt(edns.payload.clamp(512, self.max_udp_payload))?;
+            w.opt(
+                edns.payload.clamp(512, self.max_udp_payload),
+                edns.dnssec_ok,
+            )?;
             additionals += 1;
         }
 

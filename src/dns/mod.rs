@@ -383,10 +383,12 @@ impl Handler {
 
     /// Answers a parsed request into `out`.
     pub fn respond(&self, request: &Request, out: &mut Vec<u8>) -> Reply {
-        // RFC 6891 §6.2.3/6.2.5: sizes below 512 mean 512; offer at most our own maximum.
+        // RFC 6891 §6.2.3/6.2.5: sizes below 512 mean 512; offer at most our own maximum. The
+        // DO flag is copied (RFC 3225 §3): the answer says it was read, and is unsigned.
         let edns = request.edns.as_ref().map(|e| {
             let mut ours = Edns::new();
             ours.set_max_payload(e.max_payload().clamp(512, self.max_udp_payload));
+            ours.set_dnssec_ok(e.flags().dnssec_ok);
             ours
         });
         let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());

@@ -31,6 +31,8 @@ const CLASS_IN: u16 = 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Edns {
     pub payload: u16,
+    /// DO, "DNSSEC answer OK": copied into the answer (RFC 3225 §3).
+    pub dnssec_ok: bool,
 }
 
 /// A query the fast path can answer, borrowed from the packet.
@@ -121,6 +123,7 @@ pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
             return None;
         }
         let payload = u16_at(p, end + 3);
+        let dnssec_ok = p[end + 7] & 0x80 != 0;
         if p[end + 6] != 0 {
             return None; // EDNS version above 0: BADVERS, from the general path
         }
@@ -140,7 +143,7 @@ pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
             o += 4 + len;
         }
         end += 11 + rdlen;
-        Some(Edns { payload })
+        Some(Edns { payload, dnssec_ok })
     } else {
         None
     };
@@ -352,12 +355,13 @@ impl<'b> Writer<'b> {
         self.bytes(&a.octets())
     }
 
-    /// The OPT record of a response: our payload size, version 0, no flags, no options.
-    pub fn opt(&mut self, payload: u16) -> Result<(), Full> {
+    /// The OPT record of a response: our payload size, version 0, the query's DO flag, no
+    /// options.
+    pub fn opt(&mut self, payload: u16, dnssec_ok: bool) -> Result<(), Full> {
         self.compressed += 1; // hickory counts the root name as compressed
         self.bytes(&[0, 0, 41])?;
         self.u16(payload)?;
-        self.bytes(&[0, 0, 0, 0, 0, 0])
+        self.bytes(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0])
     }
 }
 
@@ -404,7 +408,13 @@ mod tests {
             (parsed.id, parsed.qtype, parsed.recursion_desired),
             (0xabcd, 1, true)
         );
-        assert_eq!(parsed.edns, Some(Edns { payload: 1232 }));
+        assert_eq!(
+            parsed.edns,
+            Some(Edns {
+                payload: 1232,
+                dnssec_ok: false
+            })
+        );
         assert_eq!(
             parsed.labels().collect::<Vec<_>>(),
             [b"db".as_slice(), b"x"]
