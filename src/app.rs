@@ -176,7 +176,12 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Ru
         published,
         metrics,
     ));
-    let rate_limit = RateLimit::new(config.rate_limit, config.rate_limit_slip).map(Arc::new);
+    let rate_limit = RateLimit::new(
+        config.rate_limit,
+        config.rate_limit_slip,
+        config.rate_limit_exempt.clone(),
+    )
+    .map(Arc::new);
     let server = listen::serve(listeners, handler, config.tcp, rate_limit, stop.clone());
     tokio::pin!(server);
     let mut pipeline_done = false;

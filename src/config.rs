@@ -12,6 +12,7 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 
 use crate::dns::TcpLimits;
+use crate::dns::rrl::Block;
 use crate::identity::{DEFAULT_MAX_PER_SERVICE, DEFAULT_MAX_PODS, IdentityConfig, is_dns_label};
 use crate::source::kubernetes::{KubeSettings, check_label_selector};
 use crate::zone::{DomainName, ReverseZone, ZoneSettings};
@@ -65,6 +66,8 @@ pub struct Config {
     pub rate_limit: u32,
     /// Every how many limited responses one is sent truncated; 0: none.
     pub rate_limit_slip: u32,
+    /// Sources never rate limited.
+    pub rate_limit_exempt: Vec<Block>,
     /// UDP sockets per listen address (SO_REUSEPORT), each with its thread, and TCP threads.
     pub workers: usize,
     pub identity: IdentityConfig,
@@ -208,6 +211,7 @@ impl Config {
                 "tcp_max_connections",
                 "rate_limit",
                 "rate_limit_slip",
+                "rate_limit_exempt",
                 "workers",
                 "nameserver",
                 "hostmaster",
@@ -370,6 +374,15 @@ impl Config {
             0,
             100,
         ) as u32;
+        let rate_limit_exempt: Vec<Block> = w
+            .strings(dns, "dns.", "rate_limit_exempt", &[])
+            .into_iter()
+            .filter_map(|(text, line)| {
+                Block::parse(&text)
+                    .map_err(|e| w.problem(line, "dns.rate_limit_exempt", e))
+                    .ok()
+            })
+            .collect();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let workers = match overrides.workers {
             Some(n) if n > 0 => n,
@@ -452,6 +465,7 @@ impl Config {
             },
             rate_limit,
             rate_limit_slip,
+            rate_limit_exempt,
             workers,
             identity: IdentityConfig {
                 publish_not_ready,
@@ -509,6 +523,15 @@ impl Config {
         out.push_str(&format!(
             "rate_limit = {}\nrate_limit_slip = {}\n",
             self.rate_limit, self.rate_limit_slip
+        ));
+        out.push_str(&format!(
+            "rate_limit_exempt = {}\n",
+            list(
+                self.rate_limit_exempt
+                    .iter()
+                    .map(|b| b.to_string())
+                    .collect()
+            )
         ));
         out.push_str(&format!("workers = {}\n", self.workers));
         out.push_str(&format!("nameserver = {}\n", q(&z.nameserver.to_string())));

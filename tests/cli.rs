@@ -72,18 +72,19 @@ fn the_default_configuration_is_runnable() {
 
 #[test]
 fn a_bad_configuration_names_the_file_the_keys_and_every_problem() {
-    let config = "[dns]\nlisten = [\"localhost\"]\nzones = [\"a..b\"]\nttl = -1\nnegative_tl = 5\n\n[source]\npods_file = \"pods.yaml\"\n";
+    let config = "[dns]\nlisten = [\"localhost\"]\nzones = [\"a..b\"]\nttl = -1\nnegative_tl = 5\nrate_limit_exempt = [\"10.244.1.5/16\"]\n\n[source]\npods_file = \"pods.yaml\"\n";
     let dir = dir_with(config, Some(&world()));
     for cmd in ["serve", "check-config"] {
         let (code, _, err) = run(&dir, &[cmd, "--config", "roster.toml"]);
         assert_eq!(code, 2, "{cmd}: {err}");
         assert!(err.contains("roster.toml"), "{cmd}: names the file: {err}");
         for needle in [
-            "4 problems",
+            "5 problems",
             "line 2: dns.listen",
             "line 3: dns.zones",
             "line 4: dns.ttl",
             "line 5: dns.negative_tl: unknown key",
+            "line 6: dns.rate_limit_exempt: \"10.244.1.5/16\" has bits set after its /16 prefix; the block is 10.244.0.0/16",
         ] {
             assert!(err.contains(needle), "{cmd}: {needle:?} in {err}");
         }

@@ -1,6 +1,7 @@
 //! Response rate limiting: a burst from one /24 gets its rate of full answers, then one empty
 //! truncated answer in `slip` and silence for the rest; other prefixes are answered in full while
-//! a flood goes on; TCP is never limited, and dig, slipped, retries over TCP and gets its answer.
+//! a flood goes on; exempt sources are answered in full while the rest of their prefix is
+//! limited; TCP is never limited, and dig, slipped, retries over TCP and gets its answer.
 
 mod common;
 
@@ -137,4 +138,52 @@ fn dig_retries_a_slipped_answer_over_tcp() {
     flooder.join().unwrap();
     assert!(out.contains("Truncated, retrying in TCP mode"), "{out}");
     assert!(out.contains("10.1.0.1"), "{out}");
+}
+
+#[test]
+fn exempt_sources_are_answered_in_full_while_their_prefix_is_limited() {
+    let r = Roster::start_with(
+        "[dns]\nrate_limit = 20\nrate_limit_slip = 0\nrate_limit_exempt = [\"127.0.0.2\", \"fd00::/8\"]\n",
+        &world(),
+        &[],
+    );
+    let mut buf = [0u8; 1500];
+    // Answers read after every 50 queries, so that none is lost to the client's buffer.
+    let mut burst = |from: &str, queries: u16| {
+        let socket = UdpSocket::bind((from, 0)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut full = 0;
+        for round in 0..queries / 50 {
+            for id in 0..50 {
+                socket
+                    .send_to(&query_bytes(round * 50 + id), r.addr)
+                    .unwrap();
+            }
+            while let Ok((n, _)) = socket.recv_from(&mut buf) {
+                let m = Message::from_vec(&buf[..n]).unwrap();
+                assert_eq!(a_records(&m), ["10.1.0.1"], "{from}");
+                full += 1;
+            }
+        }
+        full
+    };
+    assert_eq!(
+        burst("127.0.0.2", 300),
+        300,
+        "an exempt source is never limited"
+    );
+    let neighbour = burst("127.0.0.3", 200);
+    assert!(
+        (20..=40).contains(&neighbour),
+        "the rest of the /24 keeps its rate: {neighbour} answered"
+    );
+    // check-config shows the blocks as roster reads them.
+    let (code, out, _) = run(&r.dir, &["check-config", "--config", "roster.toml"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("rate_limit_exempt = [\"127.0.0.2/32\", \"fd00::/8\"]"),
+        "{out}"
+    );
 }
