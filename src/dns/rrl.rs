@@ -67,6 +67,15 @@ impl Block {
                 }
             ));
         }
+        // Sources are compared as IPv4 when they are IPv4-mapped; so are such blocks.
+        if let (IpAddr::V6(v6), 96..) = (network, bits)
+            && let Some(v4) = v6.to_ipv4_mapped()
+        {
+            return Ok(Block {
+                network: IpAddr::V4(v4),
+                bits: bits - 96,
+            });
+        }
         Ok(block)
     }
 
@@ -329,6 +338,10 @@ mod tests {
                 .contains("fd00::1".parse().unwrap())
         );
         assert_eq!(Block::parse("fd00::/8").unwrap().to_string(), "fd00::/8");
+        let mapped = Block::parse("::ffff:10.96.0.0/108").unwrap();
+        assert_eq!(mapped.to_string(), "10.96.0.0/12");
+        assert!(mapped.contains("10.100.0.1".parse().unwrap()));
+        assert!(mapped.contains("::ffff:10.100.0.1".parse().unwrap()));
         for (bad, says) in [
             (
                 "10.244.1.5/16",
