@@ -5,8 +5,8 @@
 //! A log line and its counter come from the same place: the code that logs an event also counts
 //! it here.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -38,6 +38,18 @@ pub enum TcpClose {
 }
 
 pub const TCP_CLOSE_REASONS: [&str; 4] = ["idle", "lifetime", "queries", "evicted"];
+
+/// Why a UDP answer was not sent, in the order of [`UNSENT_REASONS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unsent {
+    /// The socket's send buffer stayed full (the network or the clients take answers more
+    /// slowly than they are asked for).
+    BufferFull = 0,
+    /// The kernel refused the datagram (no route, a firewall).
+    Refused = 1,
+}
+
+pub const UNSENT_REASONS: [&str; 2] = ["send_buffer_full", "refused"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -109,6 +121,20 @@ fn counters(n: usize) -> Box<[AtomicU64]> {
     (0..n).map(|_| AtomicU64::new(0)).collect()
 }
 
+/// Sums the `drops` column of the rows of a /proc/net/udp table whose inode is in `sockets`.
+fn udp_drops(table: &str, sockets: &[u64]) -> u64 {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|row| {
+            let fields: Vec<&str> = row.split_whitespace().collect();
+            let inode: u64 = fields.get(9)?.parse().ok()?;
+            let drops: u64 = fields.last()?.parse().ok()?;
+            sockets.contains(&inode).then_some(drops)
+        })
+        .sum()
+}
+
 /// Every number roster exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -119,6 +145,11 @@ pub struct Metrics {
     tcp_connections: AtomicI64,
     /// [dropped, slipped]
     rate_limited: Box<[AtomicU64]>,
+    /// Indexed by [`Unsent`].
+    unsent: Box<[AtomicU64]>,
+    /// Inodes of the UDP sockets served, whose receive-buffer drops the kernel counts (read at
+    /// scrape time only).
+    udp_sockets: Mutex<Vec<u64>>,
     tcp_closed: Box<[AtomicU64]>,
     answer_latency: [Histogram; 2],
     events: Box<[AtomicU64]>,
@@ -158,6 +189,8 @@ impl Metrics {
             malformed: counters(2),
             tcp_connections: AtomicI64::new(0),
             rate_limited: counters(2),
+            unsent: counters(UNSENT_REASONS.len()),
+            udp_sockets: Mutex::new(Vec::new()),
             tcp_closed: counters(TCP_CLOSE_REASONS.len()),
             answer_latency: [
                 Histogram::new(ANSWER_BUCKETS),
@@ -213,6 +246,34 @@ impl Metrics {
             Verdict::Slip => self.rate_limited[1].fetch_add(1, Relaxed),
             Verdict::Send => 0,
         };
+    }
+
+    /// `n` UDP answers that were made but not sent.
+    pub fn unsent(&self, reason: Unsent, n: u64) {
+        self.unsent[reason as usize].fetch_add(n, Relaxed);
+    }
+
+    /// The inodes of the UDP sockets being served (see [`udp_receive_drops`]).
+    pub fn set_udp_sockets(&self, inodes: Vec<u64>) {
+        *self.udp_sockets.lock().unwrap_or_else(|e| e.into_inner()) = inodes;
+    }
+
+    /// Queries the kernel dropped at roster's full UDP receive buffers: roster was slower than
+    /// the load. `None` where the kernel does not tell (no /proc).
+    pub fn udp_receive_drops(&self) -> Option<u64> {
+        let sockets = self
+            .udp_sockets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut drops = None;
+        for table in ["/proc/self/net/udp", "/proc/self/net/udp6"] {
+            if let Ok(text) = std::fs::read_to_string(table) {
+                let found = udp_drops(&text, &sockets);
+                drops = Some(drops.unwrap_or(0) + found);
+            }
+        }
+        drops
     }
 
     pub fn set_tcp_connections(&self, open: usize) {
@@ -375,6 +436,30 @@ impl Collector for Metrics {
                     )?;
             }
         }
+        {
+            let mut m = e.encode_descriptor(
+                "roster_dns_unsent",
+                "UDP answers made but not sent: the socket's send buffer stayed full for 100 ms \
+                 (send_buffer_full), or the kernel refused the datagram (refused)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (i, reason) in UNSENT_REASONS.iter().enumerate() {
+                let labels = [("reason", *reason)];
+                m.encode_family(&labels.as_slice())?
+                    .encode_counter::<NoLabelSet, _, u64>(&self.unsent[i].load(Relaxed), None)?;
+            }
+        }
+        if let Some(drops) = self.udp_receive_drops() {
+            let mut m = e.encode_descriptor(
+                "roster_dns_udp_receive_dropped",
+                "Queries the kernel dropped because a UDP socket's receive buffer was full: \
+                 roster answered more slowly than queries arrived (from /proc/net/udp)",
+                None,
+                MetricType::Counter,
+            )?;
+            m.encode_counter::<NoLabelSet, _, u64>(&drops, None)?;
+        }
         gauge(
             &mut e,
             "roster_dns_tcp_connections",
@@ -533,6 +618,19 @@ impl Collector for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receive_drops_are_summed_over_roster_s_sockets_only() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  101: 0100007F:14E9 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 51001 2 0000000000000000 7
+  102: 0100007F:14E9 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 51002 2 0000000000000000 35
+  103: 00000000:0044 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 9999 2 0000000000000000 1000
+";
+        assert_eq!(udp_drops(table, &[51001, 51002]), 42);
+        assert_eq!(udp_drops(table, &[51002]), 35);
+        assert_eq!(udp_drops(table, &[]), 0);
+        assert_eq!(udp_drops("garbage\nnot a row\n", &[51001]), 0);
+    }
 
     #[test]
     fn histograms_are_cumulative_once() {

@@ -5,6 +5,7 @@
 #
 # Missing tools are installed: Debian packages with apt-get (as root, or through sudo)
 #   bind9-dnsutils (dig)   unbound   dnsmasq-base   kubernetes-client (kubectl)   python3-venv
+#   iproute2 (ip, tc: the congestion test's network namespaces, run as root)
 # and kubernetes-validate from PyPI into target/k8s-validate (a virtual environment).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ have unbound || missing+=(unbound)
 have dnsmasq || missing+=(dnsmasq-base)
 have kubectl || missing+=(kubernetes-client)
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+{ have ip && have tc; } || missing+=(iproute2)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${missing[*]}"

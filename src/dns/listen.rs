@@ -111,6 +111,15 @@ fn omit_path_mtu(socket: &impl AsRawFd, ipv6: bool) -> std::io::Result<()> {
     }
 }
 
+/// A socket's inode number, which names it in /proc/net/udp.
+fn inode(socket: &impl AsRawFd) -> Option<u64> {
+    // SAFETY: fstat writes into the zeroed stat buffer it is given.
+    unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        (libc::fstat(socket.as_raw_fd(), &mut stat) == 0).then_some(stat.st_ino)
+    }
+}
+
 fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = socket(addr, Type::STREAM)?;
     // A restarted roster can bind while old connections sit in TIME_WAIT.
@@ -176,6 +185,9 @@ pub async fn serve(
     // is nothing to do: no readiness registration, whose bookkeeping the kernel would do for
     // every query and every answer sent.
     let mut udp_sockets = Vec::with_capacity(listeners.udp.len());
+    handler
+        .metrics
+        .set_udp_sockets(listeners.udp.iter().filter_map(|(_, s)| inode(s)).collect());
     for (addr, socket) in listeners.udp {
         let socket = Arc::new(socket);
         udp_sockets.push(socket.clone());

@@ -11,14 +11,15 @@ use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::Handler;
 use super::rrl::{self, RateLimit, Verdict};
-use crate::metrics::Transport;
+use crate::metrics::{Metrics, Transport, Unsent};
 
 /// Datagrams per system call.
 const BATCH: usize = 32;
@@ -214,7 +215,7 @@ pub(super) fn run(
                 batch.replies.push(i);
             }
         }
-        send(fd, &mut batch);
+        send(fd, &mut batch, &handler.metrics);
         // One clock reading per batch: every answer in it was sent by now.
         handler.metrics.answered(
             Transport::Udp,
@@ -233,8 +234,8 @@ pub(super) fn run(
 
 /// Sends every answer of the batch, waiting for room when the socket's buffer is full, and
 /// skips an answer the kernel refuses (say, to an unreachable address) or cannot take within
-/// [`SEND_WAIT`].
-fn send(fd: libc::c_int, batch: &mut Batch) {
+/// [`SEND_WAIT`]. Answers not sent are counted and logged (at most once a minute).
+fn send(fd: libc::c_int, batch: &mut Batch, metrics: &Metrics) {
     batch.arm_send();
     let count = batch.replies.len();
     let mut sent = 0;
@@ -253,14 +254,28 @@ fn send(fd: libc::c_int, batch: &mut Batch) {
             match e.kind() {
                 io::ErrorKind::Interrupted => continue,
                 io::ErrorKind::WouldBlock => {
-                    debug!(
-                        dropped = count - sent,
-                        "UDP send buffer full; dropping answers"
-                    );
+                    let dropped = (count - sent) as u64;
+                    metrics.unsent(Unsent::BufferFull, dropped);
+                    if log_unsent() {
+                        warn!(
+                            dropped,
+                            waited_ms = SEND_WAIT.as_millis() as u64,
+                            "UDP answers dropped: the socket's send buffer stayed full (the \
+                             network or the clients take answers more slowly than they ask); \
+                             roster_dns_unsent_total counts them (logged at most once a minute)"
+                        );
+                    }
                     return;
                 }
                 _ => {
-                    debug!(error = %e, "UDP send failed; dropping one answer");
+                    metrics.unsent(Unsent::Refused, 1);
+                    if log_unsent() {
+                        warn!(
+                            error = %e,
+                            "UDP answer refused by the kernel; roster_dns_unsent_total counts \
+                             such answers (logged at most once a minute)"
+                        );
+                    }
                     sent += 1;
                 }
             }
@@ -268,6 +283,17 @@ fn send(fd: libc::c_int, batch: &mut Batch) {
             sent += (n as usize).max(1);
         }
     }
+}
+
+/// Whether an unsent answer should be logged now: at most once a minute for the whole process,
+/// since a congested network drops answers by the thousand.
+fn log_unsent() -> bool {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST.load(Relaxed);
+    now >= last + 60 && LAST.compare_exchange(last, now, Relaxed, Relaxed).is_ok()
 }
 
 /// Wakes the thread serving `socket` once `shutdown` is cancelled: it is blocked in its receive

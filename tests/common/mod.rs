@@ -93,6 +93,12 @@ impl Roster {
     /// Starts roster with `config` (TOML; `pods_file = "pods.yaml"` is added when the text has
     /// no [source]) and `pods` as `pods.yaml`, listening on a free port.
     pub fn start_with(config: &str, pods: &str, args: &[&str]) -> Roster {
+        Self::start_in(None, config, pods, args)
+    }
+
+    /// [`Roster::start_with`] inside the network namespace `netns` (`ip netns exec`, which
+    /// runs roster in its own process: the PID is roster's).
+    pub fn start_in(netns: Option<&str>, config: &str, pods: &str, args: &[&str]) -> Roster {
         let dir = temp_dir();
         let mut config = config.to_owned();
         if !config.contains("[source]") {
@@ -105,7 +111,7 @@ impl Roster {
             all.extend(["--listen", "127.0.0.1:0"]);
         }
         all.extend(args);
-        Self::spawn(dir, &all)
+        Self::spawn_in(netns, dir, &all, true)
     }
 
     /// Like [`Roster::start_with`] with no pods file, returning as soon as roster listens
@@ -134,12 +140,20 @@ impl Roster {
         )
     }
 
-    fn spawn(dir: PathBuf, args: &[&str]) -> Roster {
-        Self::spawn_with(dir, args, true)
+    fn spawn_with(dir: PathBuf, args: &[&str], ready: bool) -> Roster {
+        Self::spawn_in(None, dir, args, ready)
     }
 
-    fn spawn_with(dir: PathBuf, args: &[&str], ready: bool) -> Roster {
-        let mut child = Command::new(bin())
+    fn spawn_in(netns: Option<&str>, dir: PathBuf, args: &[&str], ready: bool) -> Roster {
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, bin()]);
+                c
+            }
+            None => Command::new(bin()),
+        };
+        let mut child = command
             .args(args)
             .current_dir(&dir)
             .env("RUST_LOG", "info")
