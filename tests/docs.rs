@@ -1,0 +1,55 @@
+//! The README documents what operators configure and watch: every key of the shipped
+//! `config/roster.toml` (as `section.key`), and every metric family roster exports (counters
+//! under their `_total` name), so that neither can be added without its documentation.
+
+mod common;
+
+use common::*;
+
+fn readme() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap()
+}
+
+#[test]
+fn every_configuration_key_is_documented() {
+    let config =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/roster.toml"))
+            .unwrap();
+    let readme = readme();
+    let mut section = String::new();
+    let mut keys = Vec::new();
+    for line in config.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+        } else if let Some((key, _)) = line.split_once(" = ")
+            && !line.starts_with('#')
+        {
+            keys.push(format!("`{section}.{key}`"));
+        }
+    }
+    assert!(keys.len() > 20, "keys found: {keys:?}");
+    let missing: Vec<&String> = keys.iter().filter(|k| !readme.contains(*k)).collect();
+    assert!(missing.is_empty(), "not in the README: {missing:?}");
+}
+
+#[test]
+fn every_metric_is_documented() {
+    let r = Roster::start_with("", &world(), &["--admin-listen", "127.0.0.1:0"]);
+    let (_, text) = http_get(r.admin.unwrap(), "/metrics");
+    let readme = readme();
+    let mut names = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut words = rest.split_whitespace();
+            let (name, kind) = (words.next().unwrap(), words.next().unwrap());
+            names.push(match kind {
+                "counter" => format!("`{name}_total`"),
+                "info" => format!("`{name}_info`"),
+                _ => format!("`{name}`"),
+            });
+        }
+    }
+    assert!(names.len() > 20, "metrics found: {names:?}");
+    let missing: Vec<&String> = names.iter().filter(|n| !readme.contains(*n)).collect();
+    assert!(missing.is_empty(), "not in the README: {missing:?}");
+}
