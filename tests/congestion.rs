@@ -234,6 +234,14 @@ fn answers_that_cannot_leave_are_counted_and_logged() {
         answered as f64 + waiting + unsent,
         "{handled} handled: {answered} answered, {waiting} waiting, {unsent} unsent"
     );
+    assert_eq!(
+        metric(
+            &text,
+            "roster_dns_answer_duration_seconds_count{transport=\"udp\"}"
+        ),
+        answered as f64 + waiting,
+        "the answer latency histogram counts answers sent, not the unsent"
+    );
     assert!(
         r.log()
             .contains("UDP answers dropped: the socket's send buffer stayed full"),

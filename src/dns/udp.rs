@@ -215,13 +215,11 @@ pub(super) fn run(
                 batch.replies.push(i);
             }
         }
-        send(fd, &mut batch, &handler.metrics);
+        let sent = send(fd, &mut batch, &handler.metrics);
         // One clock reading per batch: every answer in it was sent by now.
-        handler.metrics.answered(
-            Transport::Udp,
-            arrived.elapsed(),
-            batch.replies.len() as u64,
-        );
+        handler
+            .metrics
+            .answered(Transport::Udp, arrived.elapsed(), sent as u64);
         // Fewer than a full batch: the socket was empty when they were taken.
         if n < BATCH {
             if served >= BUSY {
@@ -234,18 +232,21 @@ pub(super) fn run(
 
 /// Sends every answer of the batch, waiting for room when the socket's buffer is full, and
 /// skips an answer the kernel refuses (say, to an unreachable address) or cannot take within
-/// [`SEND_WAIT`]. Answers not sent are counted and logged (at most once a minute).
-fn send(fd: libc::c_int, batch: &mut Batch, metrics: &Metrics) {
+/// [`SEND_WAIT`]. Answers not sent are counted and logged (at most once a minute); returns how
+/// many were sent.
+fn send(fd: libc::c_int, batch: &mut Batch, metrics: &Metrics) -> usize {
     batch.arm_send();
     let count = batch.replies.len();
-    let mut sent = 0;
-    while sent < count {
+    // The next answer to hand to the kernel, and how many it refused.
+    let mut next = 0;
+    let mut refused = 0;
+    while next < count {
         // SAFETY: the headers point into `batch`, which outlives the call.
         let n = unsafe {
             libc::sendmmsg(
                 fd,
-                batch.send_headers[sent..].as_mut_ptr(),
-                (count - sent) as libc::c_uint,
+                batch.send_headers[next..].as_mut_ptr(),
+                (count - next) as libc::c_uint,
                 0,
             )
         };
@@ -254,9 +255,9 @@ fn send(fd: libc::c_int, batch: &mut Batch, metrics: &Metrics) {
             match e.kind() {
                 io::ErrorKind::Interrupted => continue,
                 io::ErrorKind::WouldBlock => {
-                    let dropped = (count - sent) as u64;
+                    let dropped = (count - next) as u64;
                     metrics.unsent(Unsent::BufferFull, dropped);
-                    if log_unsent() {
+                    if log_unsent(Unsent::BufferFull) {
                         warn!(
                             dropped,
                             waited_ms = SEND_WAIT.as_millis() as u64,
@@ -265,35 +266,38 @@ fn send(fd: libc::c_int, batch: &mut Batch, metrics: &Metrics) {
                              roster_dns_unsent_total counts them (logged at most once a minute)"
                         );
                     }
-                    return;
+                    return next - refused;
                 }
                 _ => {
                     metrics.unsent(Unsent::Refused, 1);
-                    if log_unsent() {
+                    refused += 1;
+                    if log_unsent(Unsent::Refused) {
                         warn!(
                             error = %e,
                             "UDP answer refused by the kernel; roster_dns_unsent_total counts \
                              such answers (logged at most once a minute)"
                         );
                     }
-                    sent += 1;
+                    next += 1;
                 }
             }
         } else {
-            sent += (n as usize).max(1);
+            next += (n as usize).max(1);
         }
     }
+    count - refused
 }
 
-/// Whether an unsent answer should be logged now: at most once a minute for the whole process,
-/// since a congested network drops answers by the thousand.
-fn log_unsent() -> bool {
-    static LAST: AtomicU64 = AtomicU64::new(0);
+/// Whether an answer not sent for `reason` should be logged now: at most once a minute per
+/// reason for the whole process, since a congested network drops answers by the thousand.
+fn log_unsent(reason: Unsent) -> bool {
+    static LAST: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+    let last = &LAST[reason as usize];
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let last = LAST.load(Relaxed);
-    now >= last + 60 && LAST.compare_exchange(last, now, Relaxed, Relaxed).is_ok()
+    let seen = last.load(Relaxed);
+    now >= seen + 60 && last.compare_exchange(seen, now, Relaxed, Relaxed).is_ok()
 }
 
 /// Wakes the thread serving `socket` once `shutdown` is cancelled: it is blocked in its receive
