@@ -163,6 +163,46 @@ fn zone_and_source_metrics_follow_pod_changes() {
     assert_eq!(metric(&scrape(&r), "roster_source_errors_total"), 1.0);
 }
 
+/// roster_programming_latency_seconds counts from when a change reached roster, not from when
+/// it had been read: a file replaced by a rename lands at once, one written in place only once
+/// a poll (every 100 ms) finds its stamp settled.
+#[test]
+fn programming_latency_counts_from_the_change_reaching_roster() {
+    let r = with_admin(&world());
+    const FAST: &str = "roster_programming_latency_seconds_bucket{le=\"0.05\"}";
+    const SLOW: &str = "roster_programming_latency_seconds_bucket{le=\"0.5\"}";
+    let db0 = |ip: &str| {
+        r.eventually(Duration::from_secs(5), || {
+            a_records(
+                &udp(
+                    r.addr,
+                    &query("db-0.db.prod.roster.internal.", RecordType::A),
+                )
+                .0,
+            ) == [ip]
+        })
+        .is_some()
+    };
+    let before = scrape(&r);
+    r.write_pods(&world().replace("10.1.0.1", "10.1.0.101"));
+    assert!(db0("10.1.0.101"));
+    let renamed = scrape(&r);
+    assert_eq!(
+        metric(&renamed, FAST) - metric(&before, FAST),
+        1.0,
+        "a renamed version within 50 ms:\n{renamed}"
+    );
+    std::fs::write(r.pods_path(), world().replace("10.1.0.1", "10.1.0.102")).unwrap();
+    assert!(db0("10.1.0.102"));
+    let in_place = scrape(&r);
+    assert_eq!(
+        metric(&in_place, FAST),
+        metric(&renamed, FAST),
+        "a version written in place waits a poll, and the metric says so:\n{in_place}"
+    );
+    assert_eq!(metric(&in_place, SLOW) - metric(&renamed, SLOW), 1.0);
+}
+
 #[test]
 fn members_endpoint_and_roster_status() {
     let mut pods = world();

@@ -15,7 +15,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -857,10 +857,14 @@ pub async fn watch(
     let Some(Version::Whole(pods)) = advance(&mut index, loaded.content) else {
         unreachable!("the first version has no index to compare with");
     };
-    if send_list(&events, pods).await.is_err() {
+    if send_list(&events, pods, Instant::now()).await.is_err() {
         return;
     }
     let mut dir_watch = watch_dir(&path).map(Arc::new);
+    // When the change about to be read reached roster: the event that the file was replaced, or
+    // the poll that first saw its latest stamp. roster_programming_latency_seconds counts from
+    // then, so it includes the settling poll and the read, not only the apply.
+    let mut noticed: Option<Instant> = None;
     // The stamp seen at the previous poll: a version is read once two polls agree on it, or at
     // once when the directory reports that the file was replaced.
     let mut seen = applied.0;
@@ -889,6 +893,7 @@ pub async fn watch(
                         // Written in place, or not about the file: the polls decide.
                         continue;
                     }
+                    noticed.get_or_insert_with(Instant::now);
                     true
                 }
             }
@@ -899,9 +904,18 @@ pub async fn watch(
         let now = stamp(&path).ok();
         let settled = replaced || now == seen;
         if !replaced {
+            // A file written in place has arrived when its stamp stops changing: from the poll
+            // that first saw its last stamp.
+            if now != seen && now != applied.0 {
+                noticed = Some(Instant::now());
+            }
             seen = now;
         }
-        if now == applied.0 || !settled {
+        if now == applied.0 {
+            noticed = None;
+            continue;
+        }
+        if !settled {
             continue;
         }
         let p = path.clone();
@@ -933,6 +947,7 @@ pub async fn watch(
                 writing = seen == Seen::Writing;
             }
             Outcome::Read(reread) => {
+                let at = noticed.take().unwrap_or_else(Instant::now);
                 if failing {
                     info!(path = %path.display(), "pods file is valid again");
                     failing = false;
@@ -947,7 +962,7 @@ pub async fn watch(
                 let sent = match reread.version {
                     Version::Whole(pods) => {
                         info!(path = %path.display(), pods = reread.pods, "pods file changed; applying it whole");
-                        send_list(&events, pods).await
+                        send_list(&events, pods, at).await
                     }
                     Version::Changes { delete, apply } => {
                         info!(
@@ -957,9 +972,8 @@ pub async fn watch(
                             gone = delete.len(),
                             "pods file changed; applying the pods that changed"
                         );
-                        events
-                            .send(PodEvent::Changes { delete, apply }.into())
-                            .await
+                        let event = PodEvent::Changes { delete, apply };
+                        events.send(Received { at, event }).await
                     }
                 };
                 if sent.is_err() {
@@ -970,6 +984,7 @@ pub async fn watch(
             Outcome::Failed(e) => {
                 // Remember the bad version so it is reported once, not at every poll.
                 applied.0 = now;
+                noticed = None;
                 failing = true;
                 warn!(
                     error = %e,
@@ -1001,17 +1016,18 @@ async fn next_event(dir_watch: Option<&DirWatch>) -> std::io::Result<Seen> {
     }
 }
 
+/// Sends a whole version as one list; `at` is when the change reached roster.
 async fn send_list(
     events: &mpsc::Sender<Received>,
     pods: Vec<PodView>,
+    at: Instant,
 ) -> Result<(), mpsc::error::SendError<Received>> {
-    events.send(PodEvent::Init(Scope::Cluster).into()).await?;
+    let send = |event| events.send(Received { at, event });
+    send(PodEvent::Init(Scope::Cluster)).await?;
     for pod in pods {
-        events
-            .send(PodEvent::InitApply(Scope::Cluster, pod).into())
-            .await?;
+        send(PodEvent::InitApply(Scope::Cluster, pod)).await?;
     }
-    events.send(PodEvent::InitDone(Scope::Cluster).into()).await
+    send(PodEvent::InitDone(Scope::Cluster)).await
 }
 
 #[cfg(test)]
