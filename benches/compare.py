@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZONE = "roster.internal."
@@ -154,8 +155,8 @@ def dns_query(port, name, timeout=0.2):
 class Server:
     """One server process, pinned to SERVER_CORE."""
 
-    def __init__(self, kind, workdir, port):
-        self.kind, self.workdir, self.port = kind, workdir, port
+    def __init__(self, kind, workdir, port, extra=()):
+        self.kind, self.workdir, self.port, self.extra = kind, workdir, port, list(extra)
         self.proc = None
 
     def command(self):
@@ -164,7 +165,8 @@ class Server:
             binary = os.path.join(ROOT, "target", "release", "roster")
             with open(os.path.join(w, "roster.toml"), "w") as f:
                 f.write("[source]\npods_file = \"pods.json\"\n")
-            return [binary, "serve", "--config", os.path.join(w, "roster.toml"), "--listen", f"127.0.0.1:{p}", "--workers", "1"]
+            return [binary, "serve", "--config", os.path.join(w, "roster.toml"), "--listen", f"127.0.0.1:{p}", "--workers", "1",
+                    *self.extra]
         if self.kind == "knot":
             conf = os.path.join(w, "knot.conf")
             with open(conf, "w") as f:
@@ -396,7 +398,8 @@ def file_freshness(services, members, seconds=60, rate=1000):
         items = [json.dumps(pod) for pod in pods]
         qfile = os.path.join(w, "queries.txt")
         queries(services, members, 200_000, qfile)
-        server = Server("roster", w, free_port())
+        admin = free_port()
+        server = Server("roster", w, free_port(), ["--admin-listen", f"127.0.0.1:{admin}"])
         rnd = random.Random(11)
         took, changed, busy_rss = [], 0, 0
         # The writer and the prober are load, like dnsperf: they run on its core, not the server's.
@@ -438,6 +441,8 @@ def file_freshness(services, members, seconds=60, rate=1000):
                 os.unlink(path + ".old")
                 busy_rss = max(busy_rss, server.rss_mib())
             elapsed = time.monotonic() - began
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as r:
+                metrics = r.read().decode()
             out = load.communicate()[0]
             served = next((line.split()[3] for line in out.splitlines() if "Queries per second:" in line), "?")
             lost = next((line.split()[2] for line in out.splitlines() if "Queries lost:" in line), "?")
@@ -455,6 +460,18 @@ def file_freshness(services, members, seconds=60, rate=1000):
         print("|---|---|---|---|---|---|")
         print(f"| {len(took)} | {pct(0.5):.1f} | {pct(0.99):.1f} | {took[-1] * 1000:.1f} | {first * 1000:.1f} "
               f"| {busy_rss:.1f} |")
+        # roster's own view: from the directory event that the file was replaced to the
+        # snapshot being published (roster_programming_latency_seconds, every version of the run).
+        buckets = {}
+        for line in metrics.splitlines():
+            if line.startswith("roster_programming_latency_seconds_bucket{le="):
+                le = line.split('"')[1]
+                buckets[float("inf") if le == "+Inf" else float(le)] = float(line.split()[-1])
+        total = buckets.get(float("inf"), 0)
+        within = ", ".join(f"{buckets[b] / total:.0%} within {b * 1000:g} ms"
+                           for b in sorted(buckets) if b in (0.005, 0.01, 0.025, 0.05) and total)
+        print(f"\nroster_programming_latency_seconds (the rename's directory event -> snapshot published), "
+              f"{total:.0f} versions: {within}")
 
 
 def kube_freshness():
