@@ -954,6 +954,11 @@ pub async fn watch(
                 }
                 health.synced();
                 again = reread.newer;
+                if again {
+                    // A newer version landed while this one was read: it had reached roster by
+                    // the end of the read at the latest.
+                    noticed = Some(Instant::now());
+                }
                 let unchanged = reread.fingerprint == applied.1;
                 applied = (reread.stamp, reread.fingerprint);
                 if unchanged {
