@@ -1,8 +1,10 @@
 //! The fast path: common queries answered straight from the snapshot into the output buffer,
 //! with no parse into owned types, no allocation and no lock. It produces the same bytes as the
 //! general path (hickory's parser and encoder), which still answers everything else: other
-//! opcodes, EDNS versions or options hickory interprets, unusual sections, and answers that
-//! must be truncated.
+//! opcodes, EDNS versions or options hickory interprets, unusual sections, and UDP answers that
+//! must be truncated. A TCP answer too big for hickory's way of compressing names is written
+//! with every owner as a pointer into the question instead (see [`Owners`]): hickory would cut
+//! it where it still had room.
 
 use std::cell::RefCell;
 
@@ -15,6 +17,18 @@ use crate::zone::{self, AnswerKind, DomainName, QType, Rdata};
 thread_local! {
     /// Compression candidates, reused by every message this thread writes.
     static CANDIDATES: RefCell<Candidates> = RefCell::new(Candidates::default());
+}
+
+/// How owner names are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owners {
+    /// As hickory's encoder writes them, so that the fast path's bytes are the general path's.
+    Hickory,
+    /// Each as a pointer into the question, whose name (or zone) owns every answer record; no
+    /// additional records; answers that still do not fit are cut at the lowest ordinals with
+    /// TC=1. For TCP answers too big for hickory's way, whose compression stops after 120
+    /// names: a 65,535-byte message then holds about 1,230 SRV records instead of 850.
+    Pointers,
 }
 
 fn qtype(t: u16) -> QType {
@@ -97,16 +111,18 @@ impl Handler {
             Transport::Tcp => u16::MAX as usize,
         };
         CANDIDATES.with_borrow_mut(|candidates| {
-            self.write(
-                &query,
-                original,
-                &resolution,
-                serial,
-                limit,
-                out,
-                candidates,
-            )
-            .ok()
+            let start = out.len();
+            let mut write = |owners| {
+                out.truncate(start);
+                let r = &resolution;
+                self.write(&query, original, r, serial, limit, owners, out, candidates)
+            };
+            match write(Owners::Hickory) {
+                Ok(reply) => Some(reply),
+                // Over TCP the answer must be complete where it can be (SPEC §4).
+                Err(Full) if transport == Transport::Tcp => write(Owners::Pointers).ok(),
+                Err(Full) => None,
+            }
         })
     }
 
@@ -118,6 +134,7 @@ impl Handler {
         resolution: &zone::Resolution<'_>,
         serial: u32,
         limit: usize,
+        owners: Owners,
         out: &mut Vec<u8>,
         candidates: &mut Candidates,
     ) -> Result<Reply, Full> {
@@ -132,49 +149,74 @@ impl Handler {
                 .iter()
                 .copied()
         };
+        // Where the question's name and its zone are in the message (the question follows the
+        // 12-byte header), for `Owners::Pointers`.
+        let apex_at = || {
+            let apex_from = question.len() - resolution.apex_labels.min(question.len());
+            let before: usize = question[..apex_from].iter().map(|l| 1 + l.len()).sum();
+            12 + before as u16
+        };
         let zone = &settings.zones[resolution.target_zone];
 
         let mut answers = 0u16;
+        let mut truncated = false;
         for record in resolution.records() {
-            answers += 1;
-            match record {
-                Rdata::A(a) => w.record(owner(), wire::TYPE_A, settings.ttl, |w| w.a(a))?,
-                Rdata::Aaaa(a) => {
-                    w.record(owner(), wire::TYPE_AAAA, settings.ttl, |w| w.aaaa(a))?
-                }
+            let (rtype, ttl) = match record {
+                Rdata::A(_) => (wire::TYPE_A, settings.ttl),
+                Rdata::Aaaa(_) => (wire::TYPE_AAAA, settings.ttl),
+                Rdata::Srv { .. } => (wire::TYPE_SRV, settings.ttl),
+                Rdata::Ptr(_) => (wire::TYPE_PTR, settings.ttl),
+                Rdata::Ns => (wire::TYPE_NS, settings.ttl),
+                Rdata::Soa => (wire::TYPE_SOA, settings.negative_ttl),
+            };
+            let rdata = |w: &mut Writer<'_>| match record {
+                Rdata::A(a) => w.a(a),
+                Rdata::Aaaa(a) => w.aaaa(a),
                 Rdata::Srv { port, target: t } => {
-                    w.record(owner(), wire::TYPE_SRV, settings.ttl, |w| {
-                        w.u16(0)?;
-                        w.u16(1)?;
-                        w.u16(port)?;
-                        w.name(target(t, zone), false)
-                    })?
+                    w.u16(0)?;
+                    w.u16(1)?;
+                    w.u16(port)?;
+                    w.name(target(t, zone), false)
                 }
-                Rdata::Ptr(t) => w.record(owner(), wire::TYPE_PTR, settings.ttl, |w| {
-                    w.name(target(t, zone), true)
-                })?,
-                Rdata::Ns => w.record(owner(), wire::TYPE_NS, settings.ttl, |w| {
-                    w.name(
-                        settings.nameserver.labels().iter().map(|l| l.as_bytes()),
-                        true,
-                    )
-                })?,
-                Rdata::Soa => w.record(apex(), wire::TYPE_SOA, settings.negative_ttl, |w| {
-                    self.soa_rdata(w, serial)
-                })?,
+                Rdata::Ptr(t) => w.name(target(t, zone), true),
+                Rdata::Ns => w.name(
+                    settings.nameserver.labels().iter().map(|l| l.as_bytes()),
+                    true,
+                ),
+                Rdata::Soa => self.soa_rdata(w, serial),
+            };
+            let at_apex = matches!(record, Rdata::Soa);
+            match owners {
+                Owners::Hickory if at_apex => w.record(apex(), rtype, ttl, rdata)?,
+                Owners::Hickory => w.record(owner(), rtype, ttl, rdata)?,
+                Owners::Pointers => {
+                    let mark = w.mark();
+                    let at = if at_apex { apex_at() } else { 12 };
+                    if w.record_at(at, rtype, ttl, rdata).is_err() {
+                        // Cut here: the records so far are the lowest ordinals.
+                        w.rewind(mark);
+                        truncated = true;
+                        break;
+                    }
+                }
             }
+            answers += 1;
         }
-        let authorities = if resolution.has_soa_authority() {
-            w.record(apex(), wire::TYPE_SOA, settings.negative_ttl, |w| {
-                self.soa_rdata(w, serial)
-            })?;
+        let authorities = if resolution.has_soa_authority() && !truncated {
+            let ttl = settings.negative_ttl;
+            let rdata = |w: &mut Writer<'_>| self.soa_rdata(w, serial);
+            match owners {
+                Owners::Hickory => w.record(apex(), wire::TYPE_SOA, ttl, rdata)?,
+                Owners::Pointers => w.record_at(apex_at(), wire::TYPE_SOA, ttl, rdata)?,
+            }
             1
         } else {
             0
         };
         // Additional records go in whole per member while they fit; none is cut (no TC).
         let mut additionals = 0u16;
-        for member in resolution.glue() {
+        let glue = resolution.glue().filter(|_| owners == Owners::Hickory);
+        for member in glue {
             let mark = w.mark();
             let group = (|| {
                 let mut n = 0;
@@ -227,6 +269,7 @@ impl Handler {
         );
         let flags1 = 0x80
             | if authoritative { 0x04 } else { 0 }
+            | if truncated { 0x02 } else { 0 }
             | if query.recursion_desired { 0x01 } else { 0 };
         let flags2 = if query.checking_disabled { 0x10 } else { 0 } | rcode;
         w.set_u16(0, query.id);
@@ -244,7 +287,7 @@ impl Handler {
         Ok(Reply {
             qtype: qtype_index(query.qtype),
             rcode: rcode_index,
-            truncated: false,
+            truncated,
         })
     }
 

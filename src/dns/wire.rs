@@ -336,6 +336,28 @@ impl<'b> Writer<'b> {
         rdata: impl FnOnce(&mut Self) -> Result<(), Full>,
     ) -> Result<(), Full> {
         self.name(owner, true)?;
+        self.rest_of_record(rtype, ttl, rdata)
+    }
+
+    /// A resource record whose owner is the name already written at `owner` (below 0x3FFF):
+    /// two bytes, whatever came before.
+    pub fn record_at(
+        &mut self,
+        owner: u16,
+        rtype: u16,
+        ttl: u32,
+        rdata: impl FnOnce(&mut Self) -> Result<(), Full>,
+    ) -> Result<(), Full> {
+        self.u16(0xC000 | owner)?;
+        self.rest_of_record(rtype, ttl, rdata)
+    }
+
+    fn rest_of_record(
+        &mut self,
+        rtype: u16,
+        ttl: u32,
+        rdata: impl FnOnce(&mut Self) -> Result<(), Full>,
+    ) -> Result<(), Full> {
         self.u16(rtype)?;
         self.u16(CLASS_IN)?;
         self.u32(ttl)?;
