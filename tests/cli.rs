@@ -7,7 +7,7 @@ use hickory_server::proto::op::ResponseCode;
 use hickory_server::proto::rr::{RData, RecordType};
 use std::time::Duration;
 
-fn dir_with(config: &str, pods: Option<&str>) -> std::path::PathBuf {
+fn dir_with(config: &str, pods: Option<&str>) -> TempDir {
     let dir = temp_dir();
     std::fs::write(dir.join("roster.toml"), config).unwrap();
     if let Some(p) = pods {

@@ -73,13 +73,50 @@ pub struct Roster {
     closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
-pub fn temp_dir() -> PathBuf {
+/// A fresh directory under the system's temporary directory, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// The path, no longer removed on drop (its new owner removes it).
+    pub fn into_path(self) -> PathBuf {
+        let path = self.0.clone();
+        std::mem::forget(self);
+        path
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn temp_dir() -> TempDir {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("roster-test-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 /// Replaces a file the way operators should: write a temporary file, then rename it.
@@ -99,7 +136,7 @@ impl Roster {
     /// [`Roster::start_with`] inside the network namespace `netns` (`ip netns exec`, which
     /// runs roster in its own process: the PID is roster's).
     pub fn start_in(netns: Option<&str>, config: &str, pods: &str, args: &[&str]) -> Roster {
-        let dir = temp_dir();
+        let dir = temp_dir().into_path();
         let mut config = config.to_owned();
         if !config.contains("[source]") {
             config.push_str("\n[source]\npods_file = \"pods.yaml\"\n");
@@ -117,7 +154,7 @@ impl Roster {
     /// Like [`Roster::start_with`] with no pods file, returning as soon as roster listens
     /// (before its source has delivered a first list).
     pub fn start_unready(config: &str) -> Roster {
-        let dir = temp_dir();
+        let dir = temp_dir().into_path();
         std::fs::write(dir.join("roster.toml"), config).unwrap();
         Self::spawn_with(
             dir,
