@@ -260,7 +260,7 @@ impl Metrics {
 
     /// Queries the kernel dropped at roster's full UDP receive buffers: roster was slower than
     /// the load. `None` where the kernel does not tell (no /proc).
-    pub fn udp_receive_drops(&self) -> Option<u64> {
+    fn udp_receive_drops(&self) -> Option<u64> {
         let sockets = self
             .udp_sockets
             .lock()
@@ -355,6 +355,23 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt:
         .encode_gauge(&v)
 }
 
+/// A counter family with one label: a series per label value, `values` in the same order.
+fn labelled_counters(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    (label, names): (&str, &[&str]),
+    values: &[AtomicU64],
+) -> std::fmt::Result {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, name) in values.iter().zip(names) {
+        let labels = [(label, *name)];
+        m.encode_family(&labels.as_slice())?
+            .encode_counter::<NoLabelSet, _, u64>(&value.load(Relaxed), None)?;
+    }
+    Ok(())
+}
+
 fn histogram(
     e: &mut DescriptorEncoder,
     name: &str,
@@ -401,64 +418,43 @@ impl Collector for Metrics {
                 }
             }
         }
-        for (name, help, values) in [
-            (
-                "roster_dns_truncated",
-                "Answers sent with TC=1 because they did not fit",
-                &self.truncated,
-            ),
-            (
-                "roster_dns_malformed",
-                "Messages that could not be parsed (FORMERR or dropped)",
-                &self.malformed,
-            ),
-        ] {
-            let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (t, transport) in TRANSPORTS.iter().enumerate() {
-                let labels = [("transport", *transport)];
-                m.encode_family(&labels.as_slice())?
-                    .encode_counter::<NoLabelSet, _, u64>(&values[t].load(Relaxed), None)?;
-            }
-        }
-        {
-            let mut m = e.encode_descriptor(
-                "roster_dns_rate_limited",
-                "UDP responses over dns.rate_limit: dropped, or slipped (sent empty with TC=1)",
-                None,
-                MetricType::Counter,
-            )?;
-            for (i, action) in ["dropped", "slipped"].iter().enumerate() {
-                let labels = [("action", *action)];
-                m.encode_family(&labels.as_slice())?
-                    .encode_counter::<NoLabelSet, _, u64>(
-                        &self.rate_limited[i].load(Relaxed),
-                        None,
-                    )?;
-            }
-        }
-        {
-            let mut m = e.encode_descriptor(
-                "roster_dns_unsent",
-                "UDP answers made but not sent: the socket's send buffer stayed full for 100 ms \
-                 (send_buffer_full), or the kernel refused the datagram (refused)",
-                None,
-                MetricType::Counter,
-            )?;
-            for (i, reason) in UNSENT_REASONS.iter().enumerate() {
-                let labels = [("reason", *reason)];
-                m.encode_family(&labels.as_slice())?
-                    .encode_counter::<NoLabelSet, _, u64>(&self.unsent[i].load(Relaxed), None)?;
-            }
-        }
+        labelled_counters(
+            &mut e,
+            "roster_dns_truncated",
+            "Answers sent with TC=1 because they did not fit",
+            ("transport", &TRANSPORTS),
+            &self.truncated,
+        )?;
+        labelled_counters(
+            &mut e,
+            "roster_dns_malformed",
+            "Messages that could not be parsed (FORMERR or dropped)",
+            ("transport", &TRANSPORTS),
+            &self.malformed,
+        )?;
+        labelled_counters(
+            &mut e,
+            "roster_dns_rate_limited",
+            "UDP responses over dns.rate_limit: dropped, or slipped (sent empty with TC=1)",
+            ("action", &["dropped", "slipped"]),
+            &self.rate_limited,
+        )?;
+        labelled_counters(
+            &mut e,
+            "roster_dns_unsent",
+            "UDP answers made but not sent: the socket's send buffer stayed full for 100 ms \
+             (send_buffer_full), or the kernel refused the datagram (refused)",
+            ("reason", &UNSENT_REASONS),
+            &self.unsent,
+        )?;
         if let Some(drops) = self.udp_receive_drops() {
-            let mut m = e.encode_descriptor(
+            counter(
+                &mut e,
                 "roster_dns_udp_receive_dropped",
                 "Queries the kernel dropped because a UDP socket's receive buffer was full: \
                  roster answered more slowly than queries arrived (from /proc/net/udp)",
-                None,
-                MetricType::Counter,
+                drops,
             )?;
-            m.encode_counter::<NoLabelSet, _, u64>(&drops, None)?;
         }
         gauge(
             &mut e,
@@ -466,23 +462,14 @@ impl Collector for Metrics {
             "TCP connections open",
             self.tcp_connections.load(Relaxed),
         )?;
-        {
-            let mut m = e.encode_descriptor(
-                "roster_dns_tcp_closed",
-                "TCP connections closed by roster, by reason (idle, lifetime, queries: the \
-                 dns.tcp_* limits; evicted: to admit a new one at dns.tcp_max_connections)",
-                None,
-                MetricType::Counter,
-            )?;
-            for (i, reason) in TCP_CLOSE_REASONS.iter().enumerate() {
-                let labels = [("reason", *reason)];
-                m.encode_family(&labels.as_slice())?
-                    .encode_counter::<NoLabelSet, _, u64>(
-                        &self.tcp_closed[i].load(Relaxed),
-                        None,
-                    )?;
-            }
-        }
+        labelled_counters(
+            &mut e,
+            "roster_dns_tcp_closed",
+            "TCP connections closed by roster, by reason (idle, lifetime, queries: the \
+             dns.tcp_* limits; evicted: to admit a new one at dns.tcp_max_connections)",
+            ("reason", &TCP_CLOSE_REASONS),
+            &self.tcp_closed,
+        )?;
         histogram(
             &mut e,
             "roster_dns_answer_duration_seconds",
@@ -492,19 +479,13 @@ impl Collector for Metrics {
                 (&[("transport", "tcp")], &self.answer_latency[1]),
             ],
         )?;
-        {
-            let mut m = e.encode_descriptor(
-                "roster_source_events",
-                "Pod events received from the source, by kind",
-                None,
-                MetricType::Counter,
-            )?;
-            for (i, kind) in EVENTS.iter().enumerate() {
-                let labels = [("kind", *kind)];
-                m.encode_family(&labels.as_slice())?
-                    .encode_counter::<NoLabelSet, _, u64>(&self.events[i].load(Relaxed), None)?;
-            }
-        }
+        labelled_counters(
+            &mut e,
+            "roster_source_events",
+            "Pod events received from the source, by kind",
+            ("kind", &EVENTS),
+            &self.events,
+        )?;
         counter(
             &mut e,
             "roster_source_reloads",
