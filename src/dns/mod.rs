@@ -16,7 +16,9 @@ pub mod wire;
 pub use tcp::TcpLimits;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::ProtoError;
@@ -43,6 +45,32 @@ use crate::zone::{self, AnswerKind, DomainName, QType, Rdata, ZoneSettings};
 const SOA_REFRESH: i32 = 3600;
 const SOA_RETRY: i32 = 600;
 const SOA_EXPIRE: i32 = 86_400;
+
+/// Lets a log line through at most once a minute: overload repeats an event by the thousand,
+/// and its counter, not the log, says how often.
+pub(crate) struct OncePerMinute {
+    /// Seconds since the first use by any, plus one, when a line was last let through; 0: never.
+    last: AtomicU64,
+}
+
+impl OncePerMinute {
+    pub(crate) const fn new() -> Self {
+        Self {
+            last: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn allow(&self) -> bool {
+        static START: OnceLock<Instant> = OnceLock::new();
+        let now = START.get_or_init(Instant::now).elapsed().as_secs() + 1;
+        let last = self.last.load(Relaxed);
+        (last == 0 || now - last >= 60)
+            && self
+                .last
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+    }
+}
 
 /// Size of an OPT record with no options (RFC 6891 §6.1.2): root name, type, class, TTL, RDLEN.
 const OPT_LEN: usize = 11;
@@ -596,4 +624,17 @@ fn emit_response<'r>(
         None,
         encoder,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_line_once_a_minute() {
+        let limit = OncePerMinute::new();
+        assert!(limit.allow(), "the first is let through");
+        assert!(!limit.allow(), "the next, within the minute, is not");
+        assert!(OncePerMinute::new().allow(), "each limit is its own");
+    }
 }

@@ -13,14 +13,14 @@ use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tracing::warn;
 
+use super::OncePerMinute;
+
 /// Slots in the table: 512 KiB of counters.
 const SLOTS: usize = 1 << 16;
-/// How often, at most, rate limiting is reported in the log.
-const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// What to do with one response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,10 +97,7 @@ impl Block {
 
     /// Whether `ip` (an IPv4-mapped IPv6 address counting as IPv4) is in the block.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = unmapped(ip);
         ip.is_ipv4() == self.network.is_ipv4() && self.masked(ip) == self.network
     }
 }
@@ -122,18 +119,22 @@ pub struct RateLimit {
     slots: Box<[AtomicU64]>,
     hasher: RandomState,
     epoch: Instant,
-    /// The second of the last log line, plus one (0: never).
-    logged: AtomicU64,
+    logged: OncePerMinute,
+}
+
+/// An IPv4-mapped IPv6 address (a v4 client on a dual-stack socket) as the IPv4 address it is.
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
 }
 
 /// The prefix a source is limited by: the /24 of an IPv4 address, the /56 of an IPv6 one.
 fn prefix(ip: IpAddr) -> (u8, u64) {
-    match ip {
+    match unmapped(ip) {
         IpAddr::V4(v4) => (4, u64::from(u32::from(v4) >> 8)),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => (4, u64::from(u32::from(v4) >> 8)),
-            None => (6, (u128::from(v6) >> 72) as u64),
-        },
+        IpAddr::V6(v6) => (6, (u128::from(v6) >> 72) as u64),
     }
 }
 
@@ -147,7 +148,7 @@ impl RateLimit {
             slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
             hasher: RandomState::new(),
             epoch: Instant::now(),
-            logged: AtomicU64::new(0),
+            logged: OncePerMinute::new(),
         })
     }
 
@@ -180,7 +181,7 @@ impl RateLimit {
             return Verdict::Send;
         }
         if count == self.rate + 1 {
-            self.log(src, now);
+            self.log(src);
         }
         if self.slip > 0 && (count - self.rate) % self.slip == 0 {
             Verdict::Slip
@@ -189,14 +190,8 @@ impl RateLimit {
         }
     }
 
-    fn log(&self, src: IpAddr, now: u64) {
-        let last = self.logged.load(Relaxed);
-        if (last == 0 || now + 1 - last >= LOG_EVERY.as_secs())
-            && self
-                .logged
-                .compare_exchange(last, now + 1, Relaxed, Relaxed)
-                .is_ok()
-        {
+    fn log(&self, src: IpAddr) {
+        if self.logged.allow() {
             let (family, _) = prefix(src);
             let bits = if family == 4 { 24 } else { 56 };
             warn!(
@@ -301,18 +296,9 @@ mod tests {
                 Verdict::Send
             );
         }
-        assert_eq!(
-            rl.check_at("2001:db9::9".parse().unwrap(), 0),
-            Verdict::Send
-        );
-        assert_eq!(
-            rl.check_at("2001:db9::9".parse().unwrap(), 0),
-            Verdict::Send
-        );
-        assert_eq!(
-            rl.check_at("2001:db9::9".parse().unwrap(), 0),
-            Verdict::Drop
-        );
+        let outside: IpAddr = "2001:db9::9".parse().unwrap();
+        let verdicts: Vec<Verdict> = (0..3).map(|_| rl.check_at(outside, 0)).collect();
+        assert_eq!(verdicts, [Verdict::Send, Verdict::Send, Verdict::Drop]);
     }
 
     #[test]

@@ -11,14 +11,13 @@ use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::Handler;
 use super::rrl::{self, RateLimit, Verdict};
+use super::{Handler, OncePerMinute};
 use crate::metrics::{Metrics, Transport, Unsent};
 
 /// Datagrams per system call.
@@ -288,16 +287,11 @@ fn send(fd: libc::c_int, batch: &mut Batch, metrics: &Metrics) -> usize {
     count - refused
 }
 
-/// Whether an answer not sent for `reason` should be logged now: at most once a minute per
-/// reason for the whole process, since a congested network drops answers by the thousand.
+/// Whether an answer not sent for `reason` should be logged now: once a minute per reason for
+/// the whole process.
 fn log_unsent(reason: Unsent) -> bool {
-    static LAST: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
-    let last = &LAST[reason as usize];
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let seen = last.load(Relaxed);
-    now >= seen + 60 && last.compare_exchange(seen, now, Relaxed, Relaxed).is_ok()
+    static LOGGED: [OncePerMinute; 2] = [OncePerMinute::new(), OncePerMinute::new()];
+    LOGGED[reason as usize].allow()
 }
 
 /// Wakes the thread serving `socket` once `shutdown` is cancelled: it is blocked in its receive
