@@ -144,15 +144,12 @@ impl Handler {
         w.bytes(&[0; 12])?;
         w.question(query)?;
         let owner = || question.iter().copied();
-        let apex = || {
-            question[question.len() - resolution.apex_labels.min(question.len())..]
-                .iter()
-                .copied()
-        };
-        // Where the question's name and its zone are in the message (the question follows the
-        // 12-byte header), for `Owners::Pointers`.
+        // The zone's labels end the question's name.
+        let apex_from = question.len() - resolution.apex_labels.min(question.len());
+        let apex = || question[apex_from..].iter().copied();
+        // Where the zone's name is in the message (the question follows the 12-byte header),
+        // for `Owners::Pointers`; computed only there.
         let apex_at = || {
-            let apex_from = question.len() - resolution.apex_labels.min(question.len());
             let before: usize = question[..apex_from].iter().map(|l| 1 + l.len()).sum();
             12 + before as u16
         };
