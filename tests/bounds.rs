@@ -1,15 +1,15 @@
 //! Bounds: a 1,100-member service is answered in full over TCP; a 10,000-member service answers
 //! with TC=1 over UDP and over TCP as much as fits in 65,535 bytes, cut at the lowest ordinals
-//! and counted; `members.max_per_service` leaves the
-//! highest ordinals without a name; `members.max_pods` refuses new pods once full, and gives
-//! them names as others go. Each limit is logged and counted.
+//! and counted; `members.max_per_service` leaves the highest ordinals without a name;
+//! `members.max_pods` refuses new pods once full, and gives them names as others go. Each limit
+//! is logged and counted.
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
-use hickory_server::proto::op::ResponseCode;
+use hickory_server::proto::op::{Message, ResponseCode};
 use hickory_server::proto::rr::{RData, RecordType};
 
 /// `n` ready members `big-<i>` of service `big` in `prod`, as a JSON PodList.
@@ -60,15 +60,7 @@ fn over_tcp_an_answer_of_1100_members_is_complete() {
         assert_eq!(m.answers.len(), 1_100, "{name} {qtype}");
         assert!(m.edns.is_some(), "{name} {qtype}: the OPT record");
         if qtype == RecordType::SRV {
-            let ordinals: Vec<usize> = m
-                .answers
-                .iter()
-                .map(|r| match &r.data {
-                    RData::SRV(srv) => ordinal(&srv.target.to_string()),
-                    other => panic!("{other:?}"),
-                })
-                .collect();
-            assert_eq!(ordinals, (0..1_100).collect::<Vec<_>>(), "{name}");
+            assert_eq!(srv_ordinals(&m), (0..1_100).collect::<Vec<_>>(), "{name}");
             assert!(m.answers.iter().all(|a| a.name.to_string() == name));
         }
         // Over UDP it is cut, and says so.
@@ -77,6 +69,17 @@ fn over_tcp_an_answer_of_1100_members_is_complete() {
             "{name} {qtype} over UDP"
         );
     }
+}
+
+/// The ordinals of an SRV answer's targets, in answer order.
+fn srv_ordinals(m: &Message) -> Vec<usize> {
+    m.answers
+        .iter()
+        .map(|r| match &r.data {
+            RData::SRV(srv) => ordinal(&srv.target.to_string()),
+            other => panic!("{other:?}"),
+        })
+        .collect()
 }
 
 #[test]
@@ -88,14 +91,7 @@ fn a_ten_thousand_member_service_is_cut_at_the_lowest_ordinals() {
         assert_eq!(m.metadata.response_code, ResponseCode::NoError);
         let limit = if transport == "udp" { 512 } else { 65_535 };
         assert!(size <= limit, "{transport}: {size} bytes");
-        let ordinals: Vec<usize> = m
-            .answers
-            .iter()
-            .map(|r| match &r.data {
-                RData::SRV(srv) => ordinal(&srv.target.to_string()),
-                other => panic!("{other:?}"),
-            })
-            .collect();
+        let ordinals = srv_ordinals(&m);
         assert!(!ordinals.is_empty());
         assert_eq!(
             ordinals,

@@ -33,7 +33,8 @@ struct Link {
 const SERVER_IP: &str = "10.203.0.1";
 const CLIENT_IP: &str = "10.203.0.2";
 
-fn ip(args: &[&str]) {
+/// Runs `ip` (and, through `ip netns exec`, sysctl and tc in a namespace); its output.
+fn ip(args: &[&str]) -> String {
     let out = Command::new("ip").args(args).output().expect("run ip");
     assert!(
         out.status.success(),
@@ -41,6 +42,7 @@ fn ip(args: &[&str]) {
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 impl Link {
@@ -57,22 +59,8 @@ impl Link {
         ip(&["netns", "add", c]);
         // No IPv6 on the link: its neighbour discovery would queue behind the answers.
         for ns in [s, c] {
-            let out = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    ns,
-                    "sysctl",
-                    "-qw",
-                    "net.ipv6.conf.default.disable_ipv6=1",
-                ])
-                .output()
-                .expect("run sysctl");
-            assert!(
-                out.status.success(),
-                "sysctl: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let disable = "net.ipv6.conf.default.disable_ipv6=1";
+            ip(&["netns", "exec", ns, "sysctl", "-qw", disable]);
         }
         ip(&[
             "link", "add", &vs, "netns", s, "type", "veth", "peer", "name", &vc, "netns", c,
@@ -83,18 +71,10 @@ impl Link {
             ip(&["-n", ns, "link", "set", "lo", "up"]);
         }
         // Only roster's side is slow: queries arrive at once, answers queue.
-        let out = Command::new("ip")
-            .args([
-                "netns", "exec", s, "tc", "qdisc", "add", "dev", &vs, "root", "tbf",
-            ])
-            .args(["rate", rate, "burst", "4kb", "limit", "8mb"])
-            .output()
-            .expect("run tc");
-        assert!(
-            out.status.success(),
-            "tc: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ip(&[
+            "netns", "exec", s, "tc", "qdisc", "add", "dev", &vs, "root", "tbf", "rate", rate,
+            "burst", "4kb", "limit", "8mb",
+        ]);
         link
     }
 
@@ -137,11 +117,7 @@ const RECEIVE_DROPPED: &str = "roster_dns_udp_receive_dropped_total";
 
 /// Packets waiting in the `tc` queue of `dev` in namespace `ns`.
 fn queued(ns: &str, dev: &str) -> u64 {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "tc", "-s", "qdisc", "show", "dev", dev])
-        .output()
-        .expect("run tc");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = ip(&["netns", "exec", ns, "tc", "-s", "qdisc", "show", "dev", dev]);
     text.split_whitespace()
         .skip_while(|w| *w != "backlog")
         .nth(2)

@@ -78,10 +78,8 @@ pub struct TempDir(PathBuf);
 
 impl TempDir {
     /// The path, no longer removed on drop (its new owner removes it).
-    pub fn into_path(self) -> PathBuf {
-        let path = self.0.clone();
-        std::mem::forget(self);
-        path
+    pub fn into_path(mut self) -> PathBuf {
+        std::mem::take(&mut self.0)
     }
 }
 
@@ -106,7 +104,10 @@ impl AsRef<std::ffi::OsStr> for TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        // Empty once handed over by `into_path`.
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
