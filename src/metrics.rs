@@ -253,7 +253,7 @@ impl Metrics {
         self.unsent[reason as usize].fetch_add(n, Relaxed);
     }
 
-    /// The inodes of the UDP sockets being served (see [`Metrics::udp_receive_drops`]).
+    /// The inodes of the UDP sockets being served, whose kernel drop counts the collector reads.
     pub fn set_udp_sockets(&self, inodes: Vec<u64>) {
         *self.udp_sockets.lock().unwrap_or_else(|e| e.into_inner()) = inodes;
     }
