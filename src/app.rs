@@ -128,7 +128,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Ru
     let published = Arc::new(Published::empty());
     let mut pipeline =
         Pipeline::start(&config, metrics.clone(), published.clone(), stop.clone()).await?;
-    let bound = listen::bind(&config.listen, config.workers)
+    let bound = listen::bind(&config.listen, config.workers, config.udp_receive_buffer)
         .map_err(RunError::from)
         .and_then(|listeners| match config.admin_listen {
             Some(addr) => admin::bind(addr)

@@ -36,6 +36,9 @@ pub const DEFAULT_TCP_LIFETIME: u64 = 120;
 pub const DEFAULT_TCP_MAX_QUERIES: u32 = 0;
 pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1000;
 pub const DEFAULT_RATE_LIMIT_SLIP: u32 = 2;
+/// About 10,000 queued queries per socket (each takes about 830 bytes of it): room for a burst,
+/// or for a pause of the thread that reads them, of tens of milliseconds at full load.
+pub const DEFAULT_UDP_RECEIVE_BUFFER: usize = 4 << 20;
 /// Where roster's own Service lives in the manifests of `deploy/`.
 pub const DEFAULT_NAMESERVER: &str = "roster.roster-system.svc.cluster.local.";
 
@@ -70,6 +73,8 @@ pub struct Config {
     pub rate_limit_exempt: Vec<Block>,
     /// UDP sockets per listen address (SO_REUSEPORT), each with its thread, and TCP threads.
     pub workers: usize,
+    /// Bytes of receive buffer asked for each UDP socket.
+    pub udp_receive_buffer: usize,
     pub identity: IdentityConfig,
     pub source: SourceConfig,
     /// HTTP health, readiness, metrics and members; `None`: not served.
@@ -213,6 +218,7 @@ impl Config {
                 "rate_limit_slip",
                 "rate_limit_exempt",
                 "workers",
+                "udp_receive_buffer",
                 "nameserver",
                 "hostmaster",
             ],
@@ -391,6 +397,15 @@ impl Config {
                 n => n,
             },
         };
+        let udp_receive_buffer = w.int(
+            dns,
+            "dns.",
+            "udp_receive_buffer",
+            DEFAULT_UDP_RECEIVE_BUFFER as i64,
+            65_536,
+            // Linux keeps twice the size asked for in an int.
+            1 << 29,
+        ) as usize;
         let nameserver = w.name(dns, "dns.", "nameserver", DEFAULT_NAMESERVER);
         let default_hostmaster = format!(
             "hostmaster.{}",
@@ -467,6 +482,7 @@ impl Config {
             rate_limit_slip,
             rate_limit_exempt,
             workers,
+            udp_receive_buffer,
             identity: IdentityConfig {
                 publish_not_ready,
                 protect_statefulset_names,
@@ -534,6 +550,10 @@ impl Config {
             )
         ));
         out.push_str(&format!("workers = {}\n", self.workers));
+        out.push_str(&format!(
+            "udp_receive_buffer = {}\n",
+            self.udp_receive_buffer
+        ));
         out.push_str(&format!("nameserver = {}\n", q(&z.nameserver.to_string())));
         out.push_str(&format!("hostmaster = {}\n", q(&z.hostmaster.to_string())));
         out.push_str(&format!(
@@ -831,6 +851,7 @@ mod tests {
         assert_eq!(c.zone.zones[0].to_string(), "roster.internal.");
         assert_eq!((c.zone.ttl, c.zone.negative_ttl), (5, 5));
         assert_eq!(c.max_udp_payload, 1232);
+        assert_eq!(c.udp_receive_buffer, 4 << 20);
         assert_eq!(c.zone.hostmaster.to_string(), "hostmaster.roster.internal.");
         assert_eq!(
             c.source,

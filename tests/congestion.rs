@@ -9,6 +9,10 @@
 //!   tc); the namespaces are removed when the test ends.
 //!
 //! Both tests account for every query sent.
+//!
+//! - The receive buffer asked for (`dns.udp_receive_buffer`) is what each UDP socket gets, past
+//!   net.core.rmem_max when roster has CAP_NET_ADMIN; without it roster gets the sysctl's cap
+//!   and says so at start, naming the sysctl.
 
 mod common;
 
@@ -135,8 +139,8 @@ fn answers_that_cannot_leave_are_counted_and_logged() {
     }
     // 8 bit/s: after the first 4 KB, one answer every 100 seconds.
     let link = Link::new("8bit");
-    let r = Roster::start_in(
-        Some(&link.server),
+    let r = Roster::start_under(
+        &["ip", "netns", "exec", &link.server],
         "[dns]\nworkers = 1\n",
         &world(),
         &[
@@ -267,4 +271,70 @@ fn queries_dropped_while_roster_cannot_read_are_counted() {
     let dropped = metric(&text, RECEIVE_DROPPED);
     assert!(dropped > 0.0, "the kernel's drops are counted:\n{text}");
     assert_eq!(metric(&text, HANDLED) + dropped, f64::from(sent), "{text}");
+}
+
+/// The receive buffer of each UDP socket bound to `port`, as the kernel accounts it (twice the
+/// size granted), from `ss`.
+fn receive_buffers(port: u16) -> Vec<usize> {
+    let out = Command::new("ss")
+        .args(["-u", "-a", "-n", "-m", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2) runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let sizes: Vec<usize> = text
+        .split(|c: char| c == '(' || c == ',' || c.is_whitespace())
+        .filter_map(|field| field.strip_prefix("rb")?.parse().ok())
+        .collect();
+    assert!(!sizes.is_empty(), "no UDP socket on port {port}:\n{text}");
+    sizes
+}
+
+#[test]
+fn receive_buffers_are_granted_or_their_cap_is_named() {
+    let cap: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let asked = (cap * 4).clamp(1 << 20, 1 << 29);
+    if asked <= cap {
+        eprintln!("skipped: net.core.rmem_max ({cap}) is above any size roster may ask for");
+        return;
+    }
+    let config = format!("[dns]\nworkers = 2\nudp_receive_buffer = {asked}\n");
+    // SAFETY: a plain query of this process's effective user.
+    let root = unsafe { libc::geteuid() } == 0;
+    // Without CAP_NET_ADMIN (as in the shipped Deployment): the sysctl's cap, and a warning.
+    let without: &[&str] = if root {
+        &[
+            "setpriv",
+            "--inh-caps=-net_admin",
+            "--bounding-set=-net_admin",
+        ]
+    } else {
+        &[]
+    };
+    let r = Roster::start_under(without, &config, &world(), &[]);
+    assert_eq!(receive_buffers(r.addr.port()), vec![2 * cap; 2]);
+    let line = r
+        .wait_log("net.core.rmem_max", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no warning naming the sysctl:\n{}", r.log()));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(
+        line.contains(&format!("asked={asked}")) && line.contains(&format!("granted={cap}")),
+        "{line}"
+    );
+    assert_eq!(
+        dig_short(r.addr, &["db-0.db.prod.roster.internal", "A"]),
+        ["10.1.0.1"]
+    );
+    drop(r);
+    if !root {
+        eprintln!("skipped the rest: forcing a buffer past net.core.rmem_max needs root");
+        return;
+    }
+    // With it: every socket gets the size asked for, and there is nothing to say.
+    let r = Roster::start_with(&config, &world(), &[]);
+    assert_eq!(receive_buffers(r.addr.port()), vec![2 * asked; 2]);
+    assert!(!r.log().contains("rmem_max"), "{}", r.log());
 }

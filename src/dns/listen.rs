@@ -58,12 +58,13 @@ fn socket(addr: SocketAddr, kind: Type) -> std::io::Result<Socket> {
     Ok(socket)
 }
 
-fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+/// A bound UDP socket, with the receive buffer the kernel granted it.
+fn bind_udp(addr: SocketAddr, receive_buffer: usize) -> std::io::Result<(UdpSocket, usize)> {
     let socket = socket(addr, Type::DGRAM)?;
     // Several sockets on one port, one per worker thread; the kernel spreads clients over them.
     socket.set_reuse_port(true)?;
-    // Room for bursts: a full receive buffer drops queries silently.
-    let _ = socket.set_recv_buffer_size(4 << 20);
+    // Room for bursts: a full receive buffer drops queries.
+    let granted = set_receive_buffer(&socket, receive_buffer)?;
     if let Err(e) = omit_path_mtu(&socket, addr.is_ipv6()) {
         warn!(
             %addr,
@@ -73,7 +74,29 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
         );
     }
     socket.bind(&addr.into())?;
-    Ok(socket.into())
+    Ok((socket.into(), granted))
+}
+
+/// Asks for a receive buffer of `size` bytes; returns the size granted. SO_RCVBUF is capped at
+/// the sysctl net.core.rmem_max without a word, so where roster may (CAP_NET_ADMIN) the size is
+/// forced past it, as NSD does.
+fn set_receive_buffer(socket: &Socket, size: usize) -> std::io::Result<usize> {
+    let value = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a valid descriptor, and an int option passed with its size.
+    let forced = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    } == 0;
+    if !forced {
+        socket.set_recv_buffer_size(size)?;
+    }
+    // Linux reports twice what was asked for: the other half is its own bookkeeping.
+    Ok(socket.recv_buffer_size()? / 2)
 }
 
 /// Answers go out without the don't-fragment bit, and "fragmentation needed" messages are
@@ -129,14 +152,20 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Binds UDP (`udp_sockets` sockets) and TCP on each address. For port 0 the same free port is
-/// taken for both.
-pub fn bind(addrs: &[SocketAddr], udp_sockets: usize) -> Result<Listeners, ServeError> {
+/// Binds UDP (`udp_sockets` sockets, each asking for a receive buffer of `receive_buffer`
+/// bytes) and TCP on each address. For port 0 the same free port is taken for both.
+pub fn bind(
+    addrs: &[SocketAddr],
+    udp_sockets: usize,
+    receive_buffer: usize,
+) -> Result<Listeners, ServeError> {
     let mut listeners = Listeners {
         udp: Vec::new(),
         tcp: Vec::new(),
         addrs: Vec::new(),
     };
+    // The smallest receive buffer granted: the cap is the same for every socket.
+    let mut granted = usize::MAX;
     for &addr in addrs {
         let bind_err = |transport, source| ServeError::Bind {
             addr,
@@ -145,7 +174,8 @@ pub fn bind(addrs: &[SocketAddr], udp_sockets: usize) -> Result<Listeners, Serve
         };
         let mut attempts = 0;
         let (first, tcp) = loop {
-            let udp = bind_udp(addr).map_err(|e| bind_err("udp", e))?;
+            let (udp, size) = bind_udp(addr, receive_buffer).map_err(|e| bind_err("udp", e))?;
+            granted = granted.min(size);
             let local = udp.local_addr().map_err(|e| bind_err("udp", e))?;
             match bind_tcp(local) {
                 Ok(tcp) => break (udp, tcp),
@@ -159,11 +189,21 @@ pub fn bind(addrs: &[SocketAddr], udp_sockets: usize) -> Result<Listeners, Serve
         let local = first.local_addr().map_err(|e| bind_err("udp", e))?;
         listeners.udp.push((local, first));
         for _ in 1..udp_sockets.max(1) {
-            let socket = bind_udp(local).map_err(|e| bind_err("udp", e))?;
+            let (socket, size) = bind_udp(local, receive_buffer).map_err(|e| bind_err("udp", e))?;
+            granted = granted.min(size);
             listeners.udp.push((local, socket));
         }
         listeners.tcp.push(tcp);
         listeners.addrs.push(local);
+    }
+    if granted < receive_buffer {
+        warn!(
+            asked = receive_buffer,
+            granted,
+            "UDP receive buffers are smaller than dns.udp_receive_buffer: the kernel caps them at \
+             the sysctl net.core.rmem_max. Raise it (or give roster CAP_NET_ADMIN), else bursts \
+             of queries are dropped sooner; roster_dns_udp_receive_dropped_total counts them"
+        );
     }
     Ok(listeners)
 }
@@ -260,9 +300,9 @@ mod tests {
 
     #[tokio::test]
     async fn udp_answers_never_ask_for_path_mtu_discovery() {
-        let v4 = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let v4 = bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 16).unwrap().0;
         assert_eq!(path_mtu_option(&v4, false), libc::IP_PMTUDISC_OMIT);
-        if let Ok(v6) = bind_udp("[::1]:0".parse().unwrap()) {
+        if let Ok(v6) = bind_udp("[::1]:0".parse().unwrap(), 1 << 16).map(|(s, _)| s) {
             assert_eq!(path_mtu_option(&v6, true), libc::IPV6_PMTUDISC_OMIT);
         }
     }

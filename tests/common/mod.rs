@@ -131,12 +131,12 @@ impl Roster {
     /// Starts roster with `config` (TOML; `pods_file = "pods.yaml"` is added when the text has
     /// no [source]) and `pods` as `pods.yaml`, listening on a free port.
     pub fn start_with(config: &str, pods: &str, args: &[&str]) -> Roster {
-        Self::start_in(None, config, pods, args)
+        Self::start_under(&[], config, pods, args)
     }
 
-    /// [`Roster::start_with`] inside the network namespace `netns` (`ip netns exec`, which
-    /// runs roster in its own process: the PID is roster's).
-    pub fn start_in(netns: Option<&str>, config: &str, pods: &str, args: &[&str]) -> Roster {
+    /// [`Roster::start_with`] run by `wrapper` (such as `ip netns exec NS` or `setpriv ...`),
+    /// which must exec roster in its own process, so that the PID is roster's.
+    pub fn start_under(wrapper: &[&str], config: &str, pods: &str, args: &[&str]) -> Roster {
         let dir = temp_dir().into_path();
         let mut config = config.to_owned();
         if !config.contains("[source]") {
@@ -149,7 +149,7 @@ impl Roster {
             all.extend(["--listen", "127.0.0.1:0"]);
         }
         all.extend(args);
-        Self::spawn_in(netns, dir, &all, true)
+        Self::spawn_under(wrapper, dir, &all, true)
     }
 
     /// Like [`Roster::start_with`] with no pods file, returning as soon as roster listens
@@ -179,17 +179,17 @@ impl Roster {
     }
 
     fn spawn_with(dir: PathBuf, args: &[&str], ready: bool) -> Roster {
-        Self::spawn_in(None, dir, args, ready)
+        Self::spawn_under(&[], dir, args, ready)
     }
 
-    fn spawn_in(netns: Option<&str>, dir: PathBuf, args: &[&str], ready: bool) -> Roster {
-        let mut command = match netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, bin()]);
+    fn spawn_under(wrapper: &[&str], dir: PathBuf, args: &[&str], ready: bool) -> Roster {
+        let mut command = match wrapper {
+            [program, rest @ ..] => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin());
                 c
             }
-            None => Command::new(bin()),
+            [] => Command::new(bin()),
         };
         let mut child = command
             .args(args)
