@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use super::rrl::{self, RateLimit, Verdict};
 use super::{Handler, OncePerMinute};
@@ -141,6 +141,10 @@ fn source(addr: &libc::sockaddr_storage) -> Option<SocketAddr> {
 /// How long a send waits for room in the socket's buffer before the rest of the batch is dropped.
 const SEND_WAIT: Duration = Duration::from_millis(100);
 
+/// How long the thread rests after a receive error, so that one that persists cannot keep a core
+/// busy; queries wait in the socket's buffer meanwhile.
+const RECEIVE_RETRY: Duration = Duration::from_millis(10);
+
 /// Serves one socket on the calling thread until `shutdown` is cancelled and [`wake`] is called.
 pub(super) fn run(
     socket: &UdpSocket,
@@ -177,7 +181,11 @@ pub(super) fn run(
                 e.kind(),
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
             ) {
-                debug!(error = %e, "UDP receive failed");
+                static LOGGED: OncePerMinute = OncePerMinute::new();
+                if LOGGED.allow() {
+                    warn!(error = %e, "UDP receive failed; retrying (logged at most once a minute)");
+                }
+                std::thread::sleep(RECEIVE_RETRY);
             }
             continue;
         }
