@@ -253,12 +253,14 @@ zone:
             i += 1
         return pids
 
-    def rss_mib(self):
+    def rss_mib(self, field="VmRSS"):
+        """Resident memory of the server's processes; with field="VmHWM", the sum of each one's
+        peak so far."""
         total = 0
         for pid in self.pids():
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(field + ":"):
                         total += int(line.split()[1])
         return total / 1024
 
@@ -349,14 +351,14 @@ def load(services, members):
     with tempfile.TemporaryDirectory(prefix="roster-compare-") as w:
         dataset(services, members, w)
         print(f"\n### Loading {services * members:,} members\n")
-        print("| server | start to first answer (s) | resident memory after load (MiB) |")
-        print("|---|---|---|")
+        print("| server | start to first answer (s) | resident memory after load (MiB) | peak (MiB) |")
+        print("|---|---|---|---|")
         for kind in ("roster", "knot", "nsd"):
             server = Server(kind, w, free_port())
             try:
                 took = server.start()
                 time.sleep(1)
-                print(f"| {kind} | {took:.2f} | {server.rss_mib():.1f} |")
+                print(f"| {kind} | {took:.2f} | {server.rss_mib():.1f} | {server.rss_mib('VmHWM'):.1f} |")
             finally:
                 server.stop()
 
