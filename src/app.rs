@@ -55,40 +55,45 @@ impl RunError {
 
 type Start = Box<dyn FnOnce(mpsc::Sender<Received>) -> JoinHandle<()> + Send>;
 
-/// A source, ready to run: its lists' scopes and the task that feeds events.
+/// A source, ready to run: the task that feeds events.
 struct Source {
-    scopes: Vec<Scope>,
     name: &'static str,
     start: Start,
 }
 
-/// Prepares the configured source: reads the pods file, or builds the Kubernetes client. Fails
-/// on the operator's input; an unreachable API server is not a failure (roster retries).
+/// The scopes the source lists pods in.
+fn scopes(source: &SourceConfig) -> Vec<Scope> {
+    match source {
+        SourceConfig::File { .. } => vec![Scope::Cluster],
+        SourceConfig::Kubernetes(settings) => settings.scopes(),
+    }
+}
+
+/// Prepares the configured source: reads the pods file (its pods go to `events` as they are
+/// read), or builds the Kubernetes client. Fails on the operator's input; an unreachable API
+/// server is not a failure (roster retries).
 async fn prepare(
     config: &Config,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
+    events: &mpsc::Sender<Received>,
 ) -> Result<Source, RunError> {
     match &config.source {
         SourceConfig::File { path } => {
             let path = path.clone();
-            let p = path.clone();
-            let initial = tokio::task::spawn_blocking(move || file::load(&p))
-                .await
-                .expect("loader panicked")?;
-            info!(path = %path.display(), pods = initial.pods(), "pods file loaded");
+            let first = file::load_into(path.clone(), events).await?;
+            info!(path = %path.display(), pods = first.pods(), "pods file loaded");
             Ok(Source {
-                scopes: vec![Scope::Cluster],
                 name: "pods file watcher",
                 start: Box::new(move |events| {
-                    tokio::spawn(file::watch(path, initial, events, metrics, stop))
+                    tokio::spawn(file::watch(path, first, events, metrics, stop))
                 }),
             })
         }
         SourceConfig::Kubernetes(settings) => {
             let client = kubernetes::client(settings).await?;
-            let scopes = settings.scopes();
-            let scope_names: Vec<String> = scopes.iter().map(ToString::to_string).collect();
+            let scope_names: Vec<String> =
+                settings.scopes().iter().map(ToString::to_string).collect();
             info!(
                 scopes = ?scope_names,
                 label_selector = settings.label_selector.as_deref().unwrap_or(""),
@@ -96,7 +101,6 @@ async fn prepare(
             );
             let settings = settings.clone();
             Ok(Source {
-                scopes,
                 name: "Kubernetes watcher",
                 start: Box::new(move |events| {
                     tokio::spawn(kubernetes::watch(client, settings, events, metrics, stop))
@@ -110,7 +114,7 @@ async fn prepare(
 pub async fn check(config: &Config) -> Result<String, RunError> {
     match &config.source {
         SourceConfig::File { path } => {
-            let loaded = file::load(path)?;
+            let loaded = file::load(path, |_| {})?;
             Ok(format!("{} pods in {}", loaded.pods(), path.display()))
         }
         SourceConfig::Kubernetes(settings) => {
@@ -246,7 +250,14 @@ impl Pipeline {
             .spawn(move || {
                 let stop = thread_stop;
                 runtime.block_on(async move {
-                    let source = match prepare(&config, metrics.clone(), stop.clone()).await {
+                    // Membership runs while the source prepares: a pods file's first version
+                    // reaches it pod by pod as it is read.
+                    let (events, receiver) = mpsc::channel(4096);
+                    let membership = Membership::new(config.identity, scopes(&config.source))
+                        .with_metrics(metrics.clone());
+                    let membership = tokio::spawn(membership.run(receiver, published));
+                    let prepared_source = prepare(&config, metrics, stop.clone(), &events).await;
+                    let source = match prepared_source {
                         Ok(source) => {
                             let _ = prepared.send(Ok(()));
                             source
@@ -256,10 +267,6 @@ impl Pipeline {
                             return;
                         }
                     };
-                    let (events, receiver) = mpsc::channel(4096);
-                    let membership =
-                        Membership::new(config.identity, source.scopes).with_metrics(metrics);
-                    let membership = tokio::spawn(membership.run(receiver, published));
                     let watcher = (source.start)(events);
                     let first = tokio::select! {
                         _ = membership => "membership task",

@@ -246,12 +246,14 @@ const CHUNK: usize = 256 << 10;
 /// only unknown ones parsed. At 100,000 pods that spares scanning 40 MB of JSON at every change,
 /// and holding 40 MB of text when the file is first read. `None` when the text is not a JSON
 /// list or anything does not fit, a syntax error included: the version is then read whole, which
-/// also gives the error its place in the file. With the content, its fingerprint and the
-/// version's length in bytes.
+/// also gives the error its place in the file. Each item parsed goes to `parsed` with its hash
+/// as soon as it is, so that a large list is never held whole (items given before a `None` do
+/// not count).
 fn walk(
     w: &mut Window<impl Read>,
     index: Option<&Index>,
-) -> std::io::Result<Option<(Content, u64, u64)>> {
+    parsed: &mut impl FnMut(u64, PodView),
+) -> std::io::Result<Option<Walked>> {
     let Some((head, mut at)) = list_head(w)? else {
         return Ok(None);
     };
@@ -265,7 +267,6 @@ fn walk(
     let n = old.len();
     let mut items = Vec::with_capacity(n);
     let mut seen = vec![false; n];
-    let mut parsed = Vec::new();
     // The items not met at their place: only they can hold the text of an item not seen.
     let mut moved = Vec::new();
     // The last version's item expected at `at`.
@@ -295,7 +296,7 @@ fn walk(
                     let Ok(pod) = serde_json::from_slice::<Pod>(text) else {
                         return Ok(None);
                     };
-                    parsed.push((hash, PodView::from_pod(&pod)));
+                    parsed(hash, PodView::from_pod(&pod));
                 }
                 moved.push(hash);
                 let Ok(len) = u32::try_from(len) else {
@@ -350,12 +351,21 @@ fn walk(
         tail: tail.into(),
     };
     let fingerprint = layout.fingerprint();
-    let content = Content::Items {
+    Ok(Some(Walked {
         layout,
-        parsed,
         gone,
-    };
-    Ok(Some((content, fingerprint, len)))
+        fingerprint,
+        len,
+    }))
+}
+
+/// A JSON list walked: where its items are; with the last version's index, the hashes of its
+/// items this one no longer has (see [`Content::Items`]); its fingerprint and length in bytes.
+struct Walked {
+    layout: Layout,
+    gone: Option<Vec<u64>>,
+    fingerprint: u64,
+    len: u64,
 }
 
 /// Scans a JSON object up to the `[` of its "items" and the space after it: that text, and
@@ -656,6 +666,17 @@ pub struct Index {
     layout: Layout,
 }
 
+impl Index {
+    /// The index of a list whose every item is given with the pod it names; `None` when two
+    /// items name one pod (see [`advance`]).
+    fn new(layout: Layout, items: impl Iterator<Item = (u64, PodKey)>) -> Option<Index> {
+        let mut map = HashMap::with_capacity_and_hasher(layout.items.len(), Default::default());
+        map.extend(items);
+        let distinct: HashSet<&PodKey> = map.values().collect();
+        (distinct.len() == layout.items.len()).then_some(Index { items: map, layout })
+    }
+}
+
 /// What the membership layer is told about a version.
 pub enum Version {
     Whole(Vec<PodView>),
@@ -682,14 +703,7 @@ fn advance(index: &mut Option<Index>, content: Content) -> Option<Version> {
     };
     let (Some(previous), Some(gone)) = (previous, gone) else {
         // Every item parsed: the version is whole.
-        let mut items = HashMap::with_capacity_and_hasher(layout.items.len(), Default::default());
-        for (hash, pod) in &parsed {
-            items.insert(*hash, pod.key());
-        }
-        let distinct: HashSet<&PodKey> = items.values().collect();
-        if distinct.len() == layout.items.len() {
-            *index = Some(Index { items, layout });
-        }
+        *index = Index::new(layout, parsed.iter().map(|(hash, pod)| (*hash, pod.key())));
         return Some(Version::Whole(
             parsed.into_iter().map(|(_, pod)| pod).collect(),
         ));
@@ -771,22 +785,103 @@ fn stamp(path: &Path) -> std::io::Result<Stamp> {
 }
 
 /// A version of the file that parsed.
-pub struct Loaded {
+struct Loaded {
     content: Content,
     stamp: Option<Stamp>,
     fingerprint: u64,
 }
 
-impl Loaded {
+/// The file's first version, which was delivered pod by pod as it was read.
+pub struct First {
+    stamp: Option<Stamp>,
+    fingerprint: u64,
+    pods: usize,
+    index: Option<Index>,
+}
+
+impl First {
     /// Pods in the version.
     pub fn pods(&self) -> usize {
-        self.content.pods()
+        self.pods
     }
 }
 
-/// Reads and parses the file once.
-pub fn load(path: &Path) -> Result<Loaded, FileError> {
-    read(path, None)
+/// Reads the file's first version, delivering it as a list (`Init`, then `InitApply` for each pod
+/// as it is parsed; `Init` again if the read starts over): a large JSON list is never held whole,
+/// as text nor as pods. What was delivered counts only if this returns `Ok`; the caller ends the
+/// list.
+pub fn load(path: &Path, mut deliver: impl FnMut(PodEvent)) -> Result<First, FileError> {
+    let start = || PodEvent::Init(Scope::Cluster);
+    let pod = |pod| PodEvent::InitApply(Scope::Cluster, pod);
+    let ((fingerprint, pods, index), stamp) = read_file(path, |file| {
+        deliver(start());
+        let mut keys = Vec::new();
+        let walked = walk(
+            &mut Window::new(&mut *file, CHUNK),
+            None,
+            &mut |hash, view: PodView| {
+                keys.push((hash, view.key()));
+                deliver(pod(view));
+            },
+        )?;
+        if let Some(walked) = walked {
+            let pods = walked.layout.items.len();
+            let index = Index::new(walked.layout, keys.into_iter());
+            return Ok(((walked.fingerprint, pods, index), walked.len));
+        }
+        let (content, fingerprint, len) = read_whole(file)?;
+        let pods = content.pods();
+        let mut index = None;
+        let Some(Version::Whole(all)) = advance(&mut index, content) else {
+            unreachable!("a first version has no index to compare with");
+        };
+        deliver(start());
+        all.into_iter().for_each(|view| deliver(pod(view)));
+        Ok(((fingerprint, pods, index), len))
+    })?;
+    Ok(First {
+        stamp,
+        fingerprint,
+        pods,
+        index,
+    })
+}
+
+/// How many events the reader of a first version hands over at a time.
+const HANDOVER: usize = 1024;
+
+/// [`load`] on a blocking thread, delivering the first version to the pipeline as one list while
+/// it is read. The pods go over in batches: handed over one by one, each would wake the other
+/// thread, and on one core that switch costs more than the pod.
+pub async fn load_into(path: PathBuf, events: &mpsc::Sender<Received>) -> Result<First, FileError> {
+    let at = Instant::now();
+    let (batches, mut handed) = mpsc::channel::<Vec<PodEvent>>(4);
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut batch = Vec::with_capacity(HANDOVER);
+        let first = load(&path, |event| {
+            batch.push(event);
+            if batch.len() == HANDOVER {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(HANDOVER));
+                let _ = batches.blocking_send(full);
+            }
+        });
+        let _ = batches.blocking_send(batch);
+        first
+    });
+    while let Some(batch) = handed.recv().await {
+        for event in batch {
+            // Fails only when the pipeline has stopped (shutdown): nothing is left to tell.
+            let _ = events.send(Received { at, event }).await;
+        }
+    }
+    let first = reader.await.expect("pods file reader panicked")?;
+    let _ = events
+        .send(Received {
+            at,
+            event: PodEvent::InitDone(Scope::Cluster),
+        })
+        .await;
+    Ok(first)
 }
 
 /// Why a version could not be used: the file could not be read, or its text is wrong.
@@ -814,9 +909,31 @@ fn read_content(
     index: Option<&Index>,
     chunk: usize,
 ) -> Result<(Content, u64, u64), ReadError> {
-    if let Some(walked) = walk(&mut Window::new(&mut *source, chunk), index)? {
-        return Ok(walked);
+    let mut parsed = Vec::new();
+    let walked = walk(
+        &mut Window::new(&mut *source, chunk),
+        index,
+        &mut |hash, pod| parsed.push((hash, pod)),
+    )?;
+    if let Some(Walked {
+        layout,
+        gone,
+        fingerprint,
+        len,
+    }) = walked
+    {
+        let content = Content::Items {
+            layout,
+            parsed,
+            gone,
+        };
+        return Ok((content, fingerprint, len));
     }
+    read_whole(source)
+}
+
+/// A version read into memory whole and parsed, with its fingerprint and length.
+fn read_whole(source: &mut (impl Read + Seek)) -> Result<(Content, u64, u64), ReadError> {
     source.seek(SeekFrom::Start(0))?;
     let mut bytes = Vec::new();
     source.read_to_end(&mut bytes)?;
@@ -832,25 +949,37 @@ fn read_content(
 /// Reads and parses the file; of a JSON list, only the items `index` does not know. The stamp
 /// is `None` when the file changed while it was read, so the watcher reads it again.
 fn read(path: &Path, index: Option<&Index>) -> Result<Loaded, FileError> {
+    let ((content, fingerprint), stamp) = read_file(path, |file| {
+        let (content, fingerprint, len) = read_content(file, index, CHUNK)?;
+        Ok(((content, fingerprint), len))
+    })?;
+    Ok(Loaded {
+        content,
+        stamp,
+        fingerprint,
+    })
+}
+
+/// Opens the file and reads it with `read`, which gives what it read and the file's length;
+/// with the file's stamp, `None` when the file changed while it was read.
+fn read_file<T>(
+    path: &Path,
+    read: impl FnOnce(&mut std::fs::File) -> Result<(T, u64), ReadError>,
+) -> Result<(T, Option<Stamp>), FileError> {
     let read_err = |source| FileError::Read {
         path: path.to_owned(),
         source,
     };
     let before = stamp(path).map_err(read_err)?;
     let mut file = std::fs::File::open(path).map_err(read_err)?;
-    let (content, fingerprint, len) =
-        read_content(&mut file, index, CHUNK).map_err(|e| match e {
-            ReadError::Io(e) => read_err(e),
-            ReadError::Parse(e) => e.at(path),
-        })?;
+    let (read, len) = read(&mut file).map_err(|e| match e {
+        ReadError::Io(e) => read_err(e),
+        ReadError::Parse(e) => e.at(path),
+    })?;
     // A writer that truncated the file as it was read shows in its length, even where its
     // event is not queued yet and the timestamp's granularity hides the change.
     let whole = len == before.len && stamp(path).ok() == Some(before);
-    Ok(Loaded {
-        content,
-        stamp: whole.then_some(before),
-        fingerprint,
-    })
+    Ok((read, whole.then_some(before)))
 }
 
 /// A new version, read and compared with the last one applied.
@@ -904,7 +1033,7 @@ fn reread(
         Ok(loaded) => loaded,
         Err(e) => return Outcome::Failed(e),
     };
-    let pods = loaded.pods();
+    let pods = loaded.content.pods();
     let version = match advance(index, loaded.content) {
         Some(version) => version,
         // Two items name one pod: only the whole list says which counts. Read without an
@@ -923,27 +1052,21 @@ fn reread(
     })
 }
 
-/// Sends `loaded` as one list, then watches the file until `shutdown`, sending every new
-/// version that parses. Versions that do not parse are logged and skipped; the zone keeps the
-/// last good version.
+/// Watches the file from its `first` version (already delivered, see [`load_into`]) until
+/// `shutdown`, sending every new version that parses. Versions that do not parse are logged and
+/// skipped; the zone keeps the last good version.
 pub async fn watch(
     path: PathBuf,
-    loaded: Loaded,
+    first: First,
     events: mpsc::Sender<Received>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     let health = metrics.health();
-    let mut applied = (loaded.stamp, loaded.fingerprint);
+    let mut applied = (first.stamp, first.fingerprint);
     health.synced();
     metrics.reloaded();
-    let mut index = None;
-    let Some(Version::Whole(pods)) = advance(&mut index, loaded.content) else {
-        unreachable!("the first version has no index to compare with");
-    };
-    if send_list(&events, pods, Instant::now()).await.is_err() {
-        return;
-    }
+    let mut index = first.index;
     let mut dir_watch = watch_dir(&path).map(Arc::new);
     // When the change about to be read reached roster: the event that the file was replaced, or
     // the poll that first saw its latest stamp. roster_programming_latency_seconds counts from
@@ -1314,15 +1437,12 @@ status:
     /// as when the file is first read; `None` when the walk declines it.
     fn walked_alone(text: &str, chunk: usize) -> Option<State> {
         let mut w = Window::new(std::io::Cursor::new(text.as_bytes()), chunk);
-        let (content, _, len) = walk(&mut w, None).unwrap()?;
-        assert_eq!(len, text.len() as u64);
-        match content {
-            Content::Items { parsed, gone, .. } => {
-                assert!(gone.is_none());
-                Some(whole(parsed.into_iter().map(|(_, pod)| pod).collect()))
-            }
-            Content::Pods(_) => panic!("a walk gives items"),
-        }
+        let mut pods = Vec::new();
+        let walked = walk(&mut w, None, &mut |_, pod| pods.push(pod)).unwrap()?;
+        assert_eq!(walked.len, text.len() as u64);
+        assert_eq!(walked.layout.items.len(), pods.len());
+        assert!(walked.gone.is_none());
+        Some(whole(pods))
     }
 
     /// A list is read a chunk at a time whatever comes before and after its items: kubectl's
@@ -1390,6 +1510,49 @@ status:
                 (a, b) => panic!("{text}: {:?} / {:?}", a.is_ok(), b.is_ok()),
             }
         }
+    }
+
+    /// The first read delivers, pod by pod, what reading the file whole gives, starting over
+    /// when the walk gives up on a text it had begun to deliver.
+    #[test]
+    fn the_first_read_delivers_what_a_whole_read_gives() {
+        let path = std::env::temp_dir().join(format!("roster-first-{}.json", std::process::id()));
+        let list = pod_list(&[(1, 1), (2, 2), (3, 3)]);
+        // Items, then a kind that makes it one Pod: walked, then read whole.
+        let pod_with_items = format!(
+            r#"{{"items":[{}],"kind":"Pod","metadata":{{"name":"solo","namespace":"ns"}}}}"#,
+            r#"{"metadata":{"name":"p1","namespace":"ns"}}"#
+        );
+        for (text, starts) in [
+            (list.as_str(), 1),
+            (POD_YAML, 2),
+            (pod_with_items.as_str(), 2),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let (mut state, mut started) = (State::new(), 0);
+            let first = load(&path, |event| match event {
+                PodEvent::Init(_) => {
+                    state.clear();
+                    started += 1;
+                }
+                PodEvent::InitApply(_, pod) => {
+                    state.insert(pod.key(), pod);
+                }
+                other => panic!("{other:?}"),
+            })
+            .unwrap();
+            assert_eq!(state, whole(parse(text).unwrap()), "{text}");
+            assert_eq!(first.pods(), state.len(), "{text}");
+            assert_eq!(started, starts, "{text}");
+        }
+        // A list cut short: delivered in part, then refused with its place in the file.
+        std::fs::write(&path, &list[..list.len() - 3]).unwrap();
+        match load(&path, |_| {}) {
+            Err(FileError::Syntax { line, .. }) => assert_eq!(line, 4),
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("a list cut short was read"),
+        }
+        let _ = std::fs::remove_file(&path);
     }
 
     /// The same items followed by more text: not the last version's end, and not JSON.
