@@ -95,7 +95,7 @@ fn set_receive_buffer(socket: &Socket, size: usize) -> std::io::Result<usize> {
     if !forced {
         socket.set_recv_buffer_size(size)?;
     }
-    // Linux reports twice what was asked for: the other half is its own bookkeeping.
+    // Linux reports twice the size it grants: the other half is for its own bookkeeping.
     Ok(socket.recv_buffer_size()? / 2)
 }
 

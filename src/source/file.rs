@@ -273,7 +273,7 @@ fn walk(
     let mut next = 0;
     // The space after an item: the start of the tail if the list ends there.
     let mut space = Vec::new();
-    let tail = loop {
+    let (end, tail) = loop {
         let expected = old.get(next).copied();
         let item = match expected {
             Some(item) if same_text(w.get(at, item.len as usize)?, item) => {
@@ -319,7 +319,6 @@ fn walk(
             _ => return Ok(None),
         }
     };
-    let (end, tail) = tail;
     // What surrounds the items must make a list: the text with no items in between is checked
     // as a document, which also refuses anything after it.
     let mut empty = head.clone();
@@ -659,8 +658,8 @@ fn json_error(text: &str, offset: usize, e: serde_json::Error) -> ParseError {
 /// The items of the JSON list last applied, by the hash of each item's text, with the pod each
 /// is, and where they were in the text. A new version is compared with it in order (`walk`):
 /// only the items whose text changed are parsed, and only their pods, and the pods whose items
-/// are gone, reach the membership layer. At 100,000 pods
-/// that is the difference between parsing 40 MB and a few hundred bytes.
+/// are gone, reach the membership layer. At 100,000 pods that is the difference between parsing
+/// 40 MB and a few hundred bytes.
 pub struct Index {
     items: HashMap<u64, PodKey, foldhash::fast::RandomState>,
     layout: Layout,
