@@ -307,6 +307,11 @@ fn walk(
         };
         items.push(item);
         at += item.len as usize;
+        // Most items are followed by a comma, a little space and the next item, all read already.
+        if let Some(next) = separator(w.get(at, SEPARATOR)?) {
+            at += next;
+            continue;
+        }
         let end = at;
         space.clear();
         at = copy_space(w, at, &mut space)?;
@@ -356,6 +361,21 @@ fn walk(
         fingerprint,
         len,
     }))
+}
+
+/// How far after an item [`separator`] looks.
+const SEPARATOR: usize = 32;
+
+/// Where the next item starts in `bytes`, which follow an item, when they hold a comma with only
+/// JSON space around it and the first byte of that item; `None` for anything else.
+fn separator(bytes: &[u8]) -> Option<usize> {
+    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let comma = bytes.iter().position(|b| !space(b))?;
+    if bytes[comma] != b',' {
+        return None;
+    }
+    let next = comma + 1 + bytes[comma + 1..].iter().position(|b| !space(b))?;
+    Some(next)
 }
 
 /// A JSON list walked: where its items are; with the last version's index, the hashes of its
@@ -1472,6 +1492,8 @@ status:
                 pod(9),
                 pod(2)
             ),
+            // More space between items than `separator` looks at.
+            format!("{{\"items\": [{}{:40},{:40}{}]}}", pod(1), "", "", pod(2)),
         ];
         for text in &shapes {
             for chunk in [1, 3, 64, CHUNK] {
@@ -1552,6 +1574,21 @@ status:
             Ok(_) => panic!("a list cut short was read"),
         }
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn separators_between_items() {
+        assert_eq!(separator(b", {"), Some(2));
+        assert_eq!(separator(b",\n        {"), Some(10));
+        assert_eq!(separator(b" ,\t{"), Some(3));
+        assert_eq!(separator(b",{"), Some(1));
+        // The list's end, space that goes on past what was read, anything else: looked at
+        // byte by byte.
+        assert_eq!(separator(b"\n]}"), None);
+        assert_eq!(separator(b",   "), None);
+        assert_eq!(separator(b"   "), None);
+        assert_eq!(separator(b"x,"), None);
+        assert_eq!(separator(b""), None);
     }
 
     /// The same items followed by more text: not the last version's end, and not JSON.
