@@ -124,6 +124,16 @@ fn a_bad_pods_file_at_start_up_exits_2_with_its_position() {
             "pods.yaml:2:",
         ),
         (
+            // Its first pod has reached the membership layer by then: still refused whole.
+            "JSON list broken after its first item",
+            Some(
+                "{\"kind\": \"PodList\", \"items\": [{\"metadata\": {\"name\": \"a\", \"labels\": \
+                 {\"roster.io/service\": \"s\"}}, \"status\": {\"podIP\": \"10.0.0.1\"}},\n\
+                 {\"metadata\": {\"name\": 7}}]}\n",
+            ),
+            "pods.yaml:2:",
+        ),
+        (
             "wrong kind",
             Some("kind: Service\nmetadata:\n  name: a\n"),
             "document 1",
@@ -143,6 +153,10 @@ fn a_bad_pods_file_at_start_up_exits_2_with_its_position() {
         );
         assert_eq!(code, 2, "{what}: {err}");
         assert!(err.contains(needle), "{what}: {needle:?} in {err}");
+        assert!(
+            !err.contains("list applied"),
+            "{what}: nothing served: {err}"
+        );
     }
 }
 
