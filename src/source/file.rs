@@ -17,8 +17,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
@@ -26,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::dirwatch::{DirWatch, Seen};
+use super::slim::{SlimMeta, SlimPod, SlimSpec, SlimStatus};
 use super::{PodEvent, PodKey, PodView, Received, Scope};
 use crate::metrics::Metrics;
 
@@ -96,9 +95,9 @@ impl ParseError {
 #[derive(Deserialize)]
 struct Document {
     kind: Option<String>,
-    metadata: Option<ObjectMeta>,
-    spec: Option<PodSpec>,
-    status: Option<PodStatus>,
+    metadata: Option<SlimMeta>,
+    spec: Option<SlimSpec>,
+    status: Option<SlimStatus>,
     items: Option<Items>,
 }
 
@@ -119,8 +118,8 @@ impl<'de> Deserialize<'de> for Items {
                 mut seq: A,
             ) -> Result<Items, A::Error> {
                 let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-                while let Some(pod) = seq.next_element::<Pod>()? {
-                    out.push(PodView::from_pod(&pod));
+                while let Some(pod) = seq.next_element::<SlimPod>()? {
+                    out.push(pod.view());
                 }
                 Ok(Items(out))
             }
@@ -141,15 +140,11 @@ impl Document {
                 Ok(())
             }
             Some("Pod") | None => {
-                let pod = Pod {
-                    metadata: self.metadata.unwrap_or_default(),
-                    spec: self.spec,
-                    status: self.status,
-                };
-                if pod.metadata.name.as_deref().is_none_or(str::is_empty) {
+                let pod = SlimPod::new(self.metadata, self.spec, self.status);
+                if pod.name().is_none_or(str::is_empty) {
                     return Err(bad("a Pod without metadata.name".into()));
                 }
-                out.push(PodView::from_pod(&pod));
+                out.push(pod.view());
                 Ok(())
             }
             Some(kind) => Err(bad(format!(
@@ -163,9 +158,9 @@ impl Document {
 #[derive(Deserialize)]
 struct JsonDocument<'a> {
     kind: Option<String>,
-    metadata: Option<ObjectMeta>,
-    spec: Option<PodSpec>,
-    status: Option<PodStatus>,
+    metadata: Option<SlimMeta>,
+    spec: Option<SlimSpec>,
+    status: Option<SlimStatus>,
     #[serde(borrow)]
     items: Option<Vec<&'a RawValue>>,
 }
@@ -293,10 +288,10 @@ fn walk(
                     seen[next + k] = true;
                     next += k + 1;
                 } else if !index.is_some_and(|index| index.items.contains_key(&hash)) {
-                    let Ok(pod) = serde_json::from_slice::<Pod>(text) else {
+                    let Ok(pod) = serde_json::from_slice::<SlimPod>(text) else {
                         return Ok(None);
                     };
-                    parsed(hash, PodView::from_pod(&pod));
+                    parsed(hash, pod.view());
                 }
                 moved.push(hash);
                 let Ok(len) = u32::try_from(len) else {
@@ -635,9 +630,9 @@ fn items(text: &str, raw: Vec<&RawValue>) -> Result<Content, ParseError> {
             message: "an item longer than 4 GiB".into(),
         })?;
         items.push(Item { hash, len });
-        let pod: Pod =
+        let pod: SlimPod =
             serde_json::from_str(item.get()).map_err(|e| json_error(text, offset(item), e))?;
-        parsed.push((hash, PodView::from_pod(&pod)));
+        parsed.push((hash, pod.view()));
     }
     let layout = Layout {
         head: text.as_bytes()[..head].into(),

@@ -9,6 +9,7 @@
 mod dirwatch;
 pub mod file;
 pub mod kubernetes;
+mod slim;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
