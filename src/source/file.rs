@@ -1571,6 +1571,60 @@ status:
         let _ = std::fs::remove_file(&path);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// A list damaged anywhere (bytes changed, inserted, removed, the end cut) reads the
+        /// same walked as whole: the same pods, or an error; first read or compared with the
+        /// undamaged version.
+        #[test]
+        fn damaged_lists_read_the_same_walked_as_whole(
+            items in proptest::collection::vec((0usize..6, 0usize..4), 1..6),
+            edits in proptest::collection::vec((0usize..4, 0usize..10_000, 0usize..12), 1..4),
+            chunk in 1usize..80,
+        ) {
+            let good = pod_list_as(&items, 1, ", ");
+            let mut bytes = good.clone().into_bytes();
+            for (kind, at, with) in edits {
+                let at = at % (bytes.len() + 1);
+                let byte = b",]}[{\" :\n0a\xff"[with];
+                match kind {
+                    0 if at < bytes.len() => bytes[at] = byte,
+                    1 => bytes.insert(at, byte),
+                    2 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.truncate(at),
+                }
+            }
+            let text = std::str::from_utf8(&bytes).ok();
+            let whole_read = text.map(parse);
+            let mut compared = (None, State::new());
+            step(&mut compared.0, &mut compared.1, &good);
+            // Read first (nothing to compare with), then compared with the undamaged version.
+            for (mut index, mut state) in [(None, State::new()), compared] {
+                match (read_bytes(&bytes, index.as_ref(), chunk), &whole_read) {
+                    (Ok(_), Some(Ok(pods))) => {
+                        step_in_chunks(&mut index, &mut state, text.unwrap(), chunk);
+                        proptest::prop_assert_eq!(state, whole(pods.clone()));
+                    }
+                    (Err(_), None | Some(Err(_))) => {}
+                    (read, whole_read) => proptest::prop_assert!(
+                        false,
+                        "walked: {:?}, whole: {:?}, text: {:?}",
+                        read.is_ok(),
+                        whole_read.as_ref().map(Result::is_ok),
+                        String::from_utf8_lossy(&bytes)
+                    ),
+                }
+            }
+        }
+    }
+
     #[test]
     fn separators_between_items() {
         assert_eq!(separator(b", {"), Some(2));
