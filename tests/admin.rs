@@ -125,13 +125,7 @@ fn zone_and_source_metrics_follow_pod_changes() {
     );
     r.write_pods(&pods);
     let done = r.eventually(Duration::from_secs(3), || {
-        a_records(
-            &udp(
-                r.addr,
-                &query("db-2.db.prod.roster.internal.", RecordType::A),
-            )
-            .0,
-        ) == ["10.1.0.3"]
+        r.a("db-2.db.prod.roster.internal.") == ["10.1.0.3"]
     });
     assert!(done.is_some());
     let after = scrape(&r);
@@ -173,13 +167,7 @@ fn programming_latency_counts_from_the_change_reaching_roster() {
     const SLOW: &str = "roster_programming_latency_seconds_bucket{le=\"0.5\"}";
     let db0 = |ip: &str| {
         r.eventually(Duration::from_secs(5), || {
-            a_records(
-                &udp(
-                    r.addr,
-                    &query("db-0.db.prod.roster.internal.", RecordType::A),
-                )
-                .0,
-            ) == [ip]
+            r.a("db-0.db.prod.roster.internal.") == [ip]
         })
         .is_some()
     };

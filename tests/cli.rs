@@ -243,13 +243,7 @@ fn the_serial_does_not_go_back_across_restarts() {
         first.write_pods(&world().replace("10.1.0.1", &format!("10.1.4.{i}")));
         let want = format!("10.1.4.{i}");
         first.eventually(Duration::from_secs(2), || {
-            a_records(
-                &udp(
-                    first.addr,
-                    &query("db-0.db.prod.roster.internal.", RecordType::A),
-                )
-                .0,
-            ) == [want.clone()]
+            first.a("db-0.db.prod.roster.internal.") == [want.clone()]
         });
     }
     let last = serial(&first);

@@ -137,7 +137,7 @@ fn a_flapping_api_server_never_causes_a_wrong_answer() {
     for (name, service) in &members {
         let want = vec![current[name].clone()];
         let caught_up = r.eventually(Duration::from_secs(30), || {
-            a_records(&udp(r.addr, &query(&fqdn(name, service), RecordType::A)).0) == want
+            r.a(&fqdn(name, service)) == want
         });
         assert!(
             caught_up.is_some(),
@@ -245,7 +245,7 @@ fn rewritten_a_thousand_times(in_place: bool) {
     write_atomic(&path, &versions[2].0);
     let want = versions[2].1.clone();
     let settled = r.eventually(Duration::from_secs(3), || {
-        let mut ips = a_records(&udp(r.addr, &query("db.prod.roster.internal.", RecordType::A)).0);
+        let mut ips = r.a("db.prod.roster.internal.");
         ips.sort();
         ips == want
     });

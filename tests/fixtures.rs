@@ -30,7 +30,7 @@ fn real_statefulset_pods_get_their_names() {
         fixture("podlist-sts-workbench-0-ready-openshift.json"),
         fixture("podlist-replicaset-not-ready-image-pull.json"),
     ]));
-    let a = |n: &str| a_records(&udp(r.addr, &query(&format!("{n}.{MON}"), RecordType::A)).0);
+    let a = |n: &str| r.a(&format!("{n}.{MON}"));
     assert_eq!(a("prometheus-k8s-0.prometheus-operated"), ["10.129.0.142"]);
     assert_eq!(a("prometheus-k8s-1.prometheus-operated"), ["10.129.0.148"]);
     assert_eq!(a("prometheus-operated"), ["10.129.0.142", "10.129.0.148"]);

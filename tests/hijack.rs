@@ -39,17 +39,13 @@ status:
     )
 }
 
-fn a(r: &Roster, qname: &str) -> Vec<String> {
-    a_records(&udp(r.addr, &query(qname, RecordType::A)).0)
-}
-
 #[test]
 fn a_pod_in_another_namespace_gets_only_a_name_of_its_own_namespace() {
     let mut pods = world();
     pods.push_str(&intruder("evil", "10.66.0.1"));
     let r = Roster::start(&pods);
-    assert_eq!(a(&r, "db-0.db.prod.roster.internal."), ["10.1.0.1"]);
-    assert_eq!(a(&r, "db-0.db.evil.roster.internal."), ["10.66.0.1"]);
+    assert_eq!(r.a("db-0.db.prod.roster.internal."), ["10.1.0.1"]);
+    assert_eq!(r.a("db-0.db.evil.roster.internal."), ["10.66.0.1"]);
     // The SRV records of prod's db list prod's members only.
     let srv = udp(r.addr, &query("db.prod.roster.internal.", RecordType::SRV)).0;
     assert!(
@@ -67,7 +63,7 @@ fn by_default_the_spec_order_decides_a_conflict() {
     pods.push_str(&intruder("prod", "10.66.0.1"));
     let r = Roster::start(&pods);
     // Older and ready: by SPEC §2 the labelled pod wins.
-    assert_eq!(a(&r, "db-0.db.prod.roster.internal."), ["10.66.0.1"]);
+    assert_eq!(r.a("db-0.db.prod.roster.internal."), ["10.66.0.1"]);
 }
 
 #[test]
@@ -79,7 +75,7 @@ fn protected_statefulset_names_cannot_be_taken_by_labels() {
         &pods,
         &["--admin-listen", "127.0.0.1:0"],
     );
-    assert_eq!(a(&r, "db-0.db.prod.roster.internal."), ["10.1.0.1"]);
+    assert_eq!(r.a("db-0.db.prod.roster.internal."), ["10.1.0.1"]);
     // Still a conflict an operator sees.
     let (_, members) = http_get(r.admin.unwrap(), "/members");
     assert!(members.contains("intruder"), "{members}");
@@ -98,5 +94,5 @@ fn protected_statefulset_names_cannot_be_taken_by_labels() {
         .is_some(),
         "db-0 held, unpublished, by the StatefulSet's pod"
     );
-    assert!(a(&r, name).is_empty());
+    assert!(r.a(name).is_empty());
 }
