@@ -185,7 +185,7 @@ impl Content {
     fn fingerprint(&self, text: &[u8]) -> u64 {
         match self {
             Content::Pods(_) => text_hash(text),
-            Content::Items { layout, .. } => layout.fingerprint(),
+            Content::Items { layout, .. } => layout.fingerprint,
         }
     }
 
@@ -197,13 +197,13 @@ impl Content {
     }
 }
 
-/// Where a JSON list's items are in its text: the text before the first item (up to `[` and
-/// the space after it), each item's hash and length in order, and the text after the last.
-/// What separates the items (a comma and any space) is not kept: it carries nothing.
+/// A JSON list's items in order, each by its hash and length, and a fingerprint of the list:
+/// what separates the items (a comma and any space) is not kept, as it carries nothing.
 struct Layout {
-    head: Box<[u8]>,
     items: Vec<Item>,
-    tail: Box<[u8]>,
+    /// Equal for two versions with the same pods in the same order, whatever the space between
+    /// items; computed from the item hashes rather than from 40 MB of text.
+    fingerprint: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -213,16 +213,17 @@ struct Item {
 }
 
 impl Layout {
-    /// Equal for two versions with the same pods in the same order, whatever the space between
-    /// items; computed from the item hashes rather than from 40 MB of text.
-    fn fingerprint(&self) -> u64 {
+    /// The layout of `items` between `head` (the text up to `[` and the space after it) and
+    /// `tail` (the text after the last item).
+    fn new(head: &[u8], items: Vec<Item>, tail: &[u8]) -> Self {
         let mut hasher = foldhash::quality::FixedState::with_seed(HASH_SEED).build_hasher();
-        hasher.write(&self.head);
-        for item in &self.items {
+        hasher.write(head);
+        for item in &items {
             hasher.write_u64(item.hash);
         }
-        hasher.write(&self.tail);
-        hasher.finish()
+        hasher.write(tail);
+        let fingerprint = hasher.finish();
+        Layout { items, fingerprint }
     }
 }
 
@@ -344,16 +345,9 @@ fn walk(
         gone.into_iter().collect()
     });
     let len = (end + tail.len()) as u64;
-    let layout = Layout {
-        head: head.into(),
-        items,
-        tail: tail.into(),
-    };
-    let fingerprint = layout.fingerprint();
     Ok(Some(Walked {
-        layout,
+        layout: Layout::new(&head, items, &tail),
         gone,
-        fingerprint,
         len,
     }))
 }
@@ -373,12 +367,11 @@ fn separator(bytes: &[u8]) -> Option<usize> {
     Some(next)
 }
 
-/// A JSON list walked: where its items are; with the last version's index, the hashes of its
-/// items this one no longer has (see [`Content::Items`]); its fingerprint and length in bytes.
+/// A JSON list walked: its items; with the last version's index, the hashes of its items this
+/// one no longer has (see [`Content::Items`]); its length in bytes.
 struct Walked {
     layout: Layout,
     gone: Option<Vec<u64>>,
-    fingerprint: u64,
     len: u64,
 }
 
@@ -634,11 +627,7 @@ fn items(text: &str, raw: Vec<&RawValue>) -> Result<Content, ParseError> {
             serde_json::from_str(item.get()).map_err(|e| json_error(text, offset(item), e))?;
         parsed.push((hash, pod.view()));
     }
-    let layout = Layout {
-        head: text.as_bytes()[..head].into(),
-        items,
-        tail: text.as_bytes()[tail..].into(),
-    };
+    let layout = Layout::new(&text.as_bytes()[..head], items, &text.as_bytes()[tail..]);
     Ok(Content::Items {
         layout,
         parsed,
@@ -839,9 +828,9 @@ pub fn load(path: &Path, mut deliver: impl FnMut(PodEvent)) -> Result<First, Fil
             },
         )?;
         if let Some(walked) = walked {
-            let pods = walked.layout.items.len();
+            let (pods, fingerprint) = (walked.layout.items.len(), walked.layout.fingerprint);
             let index = Index::new(walked.layout, keys.into_iter());
-            return Ok(((walked.fingerprint, pods, index), walked.len));
+            return Ok(((fingerprint, pods, index), walked.len));
         }
         let (content, fingerprint, len) = read_whole(file)?;
         let pods = content.pods();
@@ -929,13 +918,8 @@ fn read_content(
         index,
         &mut |hash, pod| parsed.push((hash, pod)),
     )?;
-    if let Some(Walked {
-        layout,
-        gone,
-        fingerprint,
-        len,
-    }) = walked
-    {
+    if let Some(Walked { layout, gone, len }) = walked {
+        let fingerprint = layout.fingerprint;
         let content = Content::Items {
             layout,
             parsed,
