@@ -11,11 +11,13 @@ Reported: queries per second; queries per second of server CPU time (utime + sti
 TCP with pipelined queries; resident memory after loading and the time from start to the first
 answer; and freshness at 100,000 members under 1,000 pod changes a second while roster answers
 half its maximum query load: the file source (each version of the file, from its rename to the
-new answer) and the Kubernetes source (benches/kube.rs, run from here).
+new answer) and the Kubernetes source (benches/kube.rs, run from here); and the file source's
+freshness at smaller sizes.
 
-    benches/compare.py                 # everything (about 9 minutes)
+    benches/compare.py                 # everything (about 11 minutes)
     benches/compare.py --quick         # one run of each, shorter
-    benches/compare.py --only udp5k    # one scenario: udp5k, edns100k, tcp5k, load100k, fresh100k
+    benches/compare.py --only udp5k    # one scenario: udp5k, edns100k, tcp5k, load100k, fresh100k,
+                                       # freshsizes (the file source's freshness by zone size)
 
 Installs knot, nsd and dnsperf (Debian packages) when missing; needs root for that.
 """
@@ -41,7 +43,7 @@ NS = "bench"
 SERVER_CORE = "0"
 CLIENT_CORE = "1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SCENARIOS = ["udp5k", "edns100k", "tcp5k", "load100k", "fresh100k"]
+SCENARIOS = ["udp5k", "edns100k", "tcp5k", "load100k", "fresh100k", "freshsizes"]
 
 
 def ensure_tools():
@@ -382,6 +384,37 @@ def a_address(port, name, timeout=0.05):
 
 
 def file_freshness(services, members, seconds=60, rate=1000):
+    """Runs `file_run` and prints what it measured."""
+    r = file_run(services, members, seconds, rate)
+    print(f"\n### Freshness, file source, {services * members:,} members\n")
+    print(f"{r['rate']:,.0f} pod changes/s for {r['elapsed']:.0f} s in {r['versions'] + 1} versions of the pods "
+          f"file (each replaced by a rename), while dnsperf sends {r['served']:,.0f} qps (half of the measured "
+          f"maximum, {r['maximum']:,.0f}; lost {r['lost']}). Time from the end of a version's rename to the new "
+          f"address of one of its pods in an answer:\n")
+    print("| versions | p50 (ms) | p99 (ms) | max (ms) | first version (ms) | most resident memory (MiB) |")
+    print("|---|---|---|---|---|---|")
+    print(f"| {r['versions']} | {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | {r['first']:.1f} "
+          f"| {r['rss']:.1f} |")
+    print(f"\nroster_programming_latency_seconds (the rename's directory event -> snapshot published), "
+          f"{r['programmed']:.0f} versions: {r['within']}")
+
+
+def file_sizes(sizes=(2_000, 5_000, 10_000), seconds=20):
+    """The file source's freshness by size of zone (N services x 5 members), under the same load
+    as file_freshness: a version of a larger file costs more to read, and the core it shares
+    with the DNS load stretches that time."""
+    print("\n### Freshness of the file source by number of members\n")
+    print(f"As under \"Freshness, file source\", {seconds} s each: 1,000 pod changes/s while dnsperf sends half "
+          "the measured maximum.\n")
+    print("| members | file (MB) | versions | changes per version | p50 (ms) | p99 (ms) | max (ms) | dnsperf qps |")
+    print("|---|---|---|---|---|---|---|---|")
+    for services in sizes:
+        r = file_run(services, 5, seconds, 1000)
+        print(f"| {services * 5:,} | {r['mb']:.1f} | {r['versions']} | {r['changed'] / (r['versions'] + 1):.0f} "
+              f"| {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | {r['served']:,.0f} |", flush=True)
+
+
+def file_run(services, members, seconds, rate):
     """The file source at `rate` pod changes a second while roster answers half its maximum
     query load. A writer replaces the pods file (a new file renamed into place) version after
     version, each changing the addresses of the pods due since the last; each version is timed
@@ -451,17 +484,9 @@ def file_freshness(services, members, seconds=60, rate=1000):
         finally:
             server.stop()
             os.sched_setaffinity(0, affinity)
+        mb = os.path.getsize(path) / 1e6
         first, took = took[0], sorted(took[1:])
         pct = lambda q: took[min(len(took) - 1, int(q * len(took)))] * 1000
-        print(f"\n### Freshness, file source, {services * members:,} members\n")
-        print(f"{changed / elapsed:,.0f} pod changes/s for {elapsed:.0f} s in {len(took) + 1} versions of the pods file "
-              f"(each replaced by a rename), while dnsperf sends {float(served):,.0f} qps (half of the measured "
-              f"maximum, {maximum:,.0f}; lost {lost}). Time from the end of a version's rename to the new address "
-              f"of one of its pods in an answer:\n")
-        print("| versions | p50 (ms) | p99 (ms) | max (ms) | first version (ms) | most resident memory (MiB) |")
-        print("|---|---|---|---|---|---|")
-        print(f"| {len(took)} | {pct(0.5):.1f} | {pct(0.99):.1f} | {took[-1] * 1000:.1f} | {first * 1000:.1f} "
-              f"| {busy_rss:.1f} |")
         # roster's own view: from the directory event that the file was replaced to the
         # snapshot being published (roster_programming_latency_seconds, every version of the run).
         buckets = {}
@@ -472,8 +497,10 @@ def file_freshness(services, members, seconds=60, rate=1000):
         total = buckets.get(float("inf"), 0)
         within = ", ".join(f"{buckets[b] / total:.0%} within {b * 1000:g} ms"
                            for b in sorted(buckets) if b in (0.005, 0.01, 0.025, 0.05) and total)
-        print(f"\nroster_programming_latency_seconds (the rename's directory event -> snapshot published), "
-              f"{total:.0f} versions: {within}")
+        return {"rate": changed / elapsed, "elapsed": elapsed, "versions": len(took), "changed": changed,
+                "served": float(served), "maximum": maximum, "lost": lost, "p50": pct(0.5), "p99": pct(0.99),
+                "max": took[-1] * 1000, "first": first * 1000, "rss": busy_rss, "programmed": total,
+                "within": within, "mb": mb}
 
 
 def kube_freshness():
@@ -506,6 +533,8 @@ def main():
     if "fresh100k" in only:
         file_freshness(20_000, 5)
         kube_freshness()
+    if "freshsizes" in only:
+        file_sizes()
 
 
 if __name__ == "__main__":
