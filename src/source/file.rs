@@ -321,11 +321,13 @@ fn walk(
         }
     };
     // What surrounds the items must make a list: the text with no items in between is checked
-    // as a document, which also refuses anything after it.
+    // as a document, which also refuses anything after it. As text first: serde_json does not
+    // check that the strings it skips (fields roster does not read) are UTF-8.
     let mut empty = head.clone();
     empty.extend_from_slice(&tail);
-    match serde_json::from_slice::<JsonDocument>(&empty) {
-        Ok(doc) if matches!(doc.kind.as_deref(), None | Some("PodList" | "List")) => {}
+    let document = std::str::from_utf8(&empty).map(serde_json::from_str::<JsonDocument>);
+    match document {
+        Ok(Ok(doc)) if matches!(doc.kind.as_deref(), None | Some("PodList" | "List")) => {}
         _ => return Ok(None),
     }
     // The last version's items not met at their place, unless their text is elsewhere.
@@ -1622,6 +1624,38 @@ status:
         assert_eq!(separator(b"   "), None);
         assert_eq!(separator(b"x,"), None);
         assert_eq!(separator(b""), None);
+    }
+
+    /// Text that is not UTF-8 where roster reads nothing (found by fuzzing: a field after the
+    /// items) is refused walked as it is read whole, first read or compared.
+    #[test]
+    fn text_around_the_items_must_be_utf8() {
+        let items: Vec<(usize, usize)> = (0..3).map(|i| (i, i)).collect();
+        let good = pod_list(&items);
+        let mut index = None;
+        step(&mut index, &mut State::new(), &good);
+        // A key after the items, and a value before them, each with a byte that is not UTF-8.
+        let end = good.rfind("]}").unwrap();
+        let cases = [
+            [
+                &good.as_bytes()[..end],
+                b"],\"x\":{\"n\xffe\":1}}".as_slice(),
+            ]
+            .concat(),
+            [b"{\"x\":\"\xfe\",".as_slice(), &good.as_bytes()[1..]].concat(),
+        ];
+        for bytes in cases {
+            assert!(std::str::from_utf8(&bytes).is_err());
+            for (compared, chunk) in [(None, 7), (index.as_ref(), 7), (index.as_ref(), CHUNK)] {
+                match read_bytes(&bytes, compared, chunk) {
+                    Err(ParseError::Content { message, .. }) => {
+                        assert!(message.contains("not UTF-8"), "{message}")
+                    }
+                    Err(other) => panic!("{other:?}"),
+                    Ok(_) => panic!("read text that is not UTF-8: {bytes:?}"),
+                }
+            }
+        }
     }
 
     /// The same items followed by more text: not the last version's end, and not JSON.
