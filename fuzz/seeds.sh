@@ -1,13 +1,51 @@
 #!/usr/bin/env bash
-# Writes the seed corpus of the `request` fuzz target: the queries real clients send, captured
-# as they leave them -- dig and kdig (several option sets), glibc's resolver (getent), and musl's
-# (a getaddrinfo call built with musl-gcc, when musl-tools is installed). glibc and musl read
-# /etc/resolv.conf, so they run in a network and mount namespace of their own (created here and
-# gone when the command ends) with a resolv.conf naming the capture socket. Needs root.
+# Writes the seed corpora of the fuzz targets. `request`'s are the queries real clients send,
+# captured as they leave them -- dig and kdig (several option sets), glibc's resolver (getent),
+# and musl's (a getaddrinfo call built with musl-gcc, when musl-tools is installed). glibc and
+# musl read /etc/resolv.conf, so they run in a network and mount namespace of their own (created
+# here and gone when the command ends) with a resolv.conf naming the capture socket. Needs root.
 #
-# Each seed is one byte (0: as UDP, 1: as TCP; see fuzz_targets/request.rs) then the message.
+# Each `request` seed is one byte (0: as UDP, 1: as TCP; see fuzz_targets/request.rs) then the
+# message.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+# The `podsfile` target's seeds: one byte (how much is read at a time, minus one), then versions
+# of a small pods file separated by NUL (see fuzz_targets/podsfile.rs): a change of address, a
+# pod gone, a pod added, items reordered, one pod named twice, and the same list in kubectl's
+# indented form.
+mkdir -p corpus/podsfile
+rm -f corpus/podsfile/seed-*
+python3 - corpus/podsfile <<'PY'
+import copy, json, os, sys
+def pod(n, ip):
+    return {"metadata": {"name": f"db-{n}", "namespace": "prod", "labels": {"roster.io/service": "db"},
+                         "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"name": "peer", "containerPort": 7000}]}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                       "podIP": ip, "podIPs": [{"ip": ip}]}}
+def text(pods, indent=None):
+    return json.dumps({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": pods},
+                      indent=indent).encode()
+first = [pod(n, f"10.0.0.{n + 1}") for n in range(3)]
+moved = copy.deepcopy(first)
+moved[1]["status"]["podIP"] = "10.0.1.2"
+moved[1]["status"]["podIPs"] = [{"ip": "10.0.1.2"}]
+seeds = {
+    "address": [first, moved],
+    "gone": [first, first[:1] + first[2:]],
+    "added": [first, first + [pod(3, "10.0.0.4")]],
+    "reordered": [first, first[::-1]],
+    "twice": [first, first + [moved[1]]],
+}
+for name, versions in seeds.items():
+    for chunk in (7, 255):
+        with open(os.path.join(sys.argv[1], f"seed-{name}-{chunk}"), "wb") as f:
+            f.write(bytes([chunk]) + b"\0".join(text(v) for v in versions))
+with open(os.path.join(sys.argv[1], "seed-indented"), "wb") as f:
+    f.write(bytes([31]) + text(first, 4) + b"\0" + text(moved, 4))
+PY
+
 out=corpus/request
 mkdir -p "$out"
 rm -f "$out"/seed-*

@@ -1034,14 +1034,11 @@ fn reread(
         Err(e) => return Outcome::Failed(e),
     };
     let pods = loaded.content.pods();
-    let version = match advance(index, loaded.content) {
-        Some(version) => version,
-        // Two items name one pod: only the whole list says which counts. Read without an
-        // index, a version is always whole.
-        None => match read(path, None) {
-            Ok(whole) => advance(index, whole.content).expect("a whole version"),
-            Err(e) => return Outcome::Failed(e),
-        },
+    let version = match version(index, loaded.content, || {
+        read(path, None).map(|whole| whole.content)
+    }) {
+        Ok(version) => version,
+        Err(e) => return Outcome::Failed(e),
     };
     Outcome::Read(Reread {
         stamp: loaded.stamp,
@@ -1050,6 +1047,52 @@ fn reread(
         version,
         newer,
     })
+}
+
+/// What `content` changes since the version `index` describes, making `index` describe it.
+/// Where two items name one pod only the whole list says which counts: the version is read
+/// again without an index (`whole`), which always gives a whole version.
+fn version<E>(
+    index: &mut Option<Index>,
+    content: Content,
+    whole: impl FnOnce() -> Result<Content, E>,
+) -> Result<Version, E> {
+    match advance(index, content) {
+        Some(version) => Ok(version),
+        None => Ok(advance(index, whole()?).expect("a whole version")),
+    }
+}
+
+/// Reads versions of a pods file held in memory as [`watch`] reads the file: each compared in
+/// order with the last one read, `chunk` bytes at a time. What `fuzz/` checks the walk with
+/// against a whole parse ([`parse`]); a version that does not parse changes nothing.
+pub struct Versions {
+    index: Option<Index>,
+    chunk: usize,
+}
+
+impl Versions {
+    pub fn new(chunk: usize) -> Self {
+        Versions {
+            index: None,
+            chunk: chunk.max(1),
+        }
+    }
+
+    /// The next version: what changed since the last one read, or why it does not parse.
+    pub fn read(&mut self, bytes: &[u8]) -> Result<Version, ParseError> {
+        let content = |index: Option<&Index>| match read_content(
+            &mut std::io::Cursor::new(bytes),
+            index,
+            self.chunk,
+        ) {
+            Ok((content, _, _)) => Ok(content),
+            Err(ReadError::Parse(e)) => Err(e),
+            Err(ReadError::Io(e)) => unreachable!("reading memory failed: {e}"),
+        };
+        let first = content(self.index.as_ref())?;
+        version(&mut self.index, first, || content(None))
+    }
 }
 
 /// Watches the file from its `first` version (already delivered, see [`load_into`]) until
@@ -1555,6 +1598,35 @@ status:
             Ok(_) => panic!("a list cut short was read"),
         }
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// `Versions`, which `fuzz/` reads with, compares each version with the last one that
+    /// parsed, and a broken version changes nothing.
+    #[test]
+    fn versions_in_memory_compare_with_the_last_that_parsed() {
+        let first = pod_list(&[(1, 1), (2, 2), (3, 3)]);
+        let second = pod_list(&[(1, 1), (2, 9), (3, 3)]);
+        let mut versions = Versions::new(7);
+        match versions.read(first.as_bytes()) {
+            Ok(Version::Whole(pods)) => assert_eq!(whole(pods), whole(parse(&first).unwrap())),
+            _ => panic!("the first version is read whole"),
+        }
+        match versions.read(&first.as_bytes()[..first.len() - 2]) {
+            Err(ParseError::Syntax { line, .. }) => assert_eq!(line, 5),
+            _ => panic!("a list cut short was read"),
+        }
+        match versions.read(second.as_bytes()) {
+            Ok(Version::Changes { delete, apply }) => {
+                assert!(delete.is_empty());
+                assert_eq!(apply.len(), 1);
+                assert_eq!(apply[0].name, "p2");
+                assert_eq!(
+                    apply[0].ips,
+                    ["10.0.0.9".parse::<std::net::IpAddr>().unwrap()]
+                );
+            }
+            _ => panic!("compared with the first version"),
+        }
     }
 
     proptest::proptest! {

@@ -1,0 +1,90 @@
+//! Versions of a pods file, read in turn as roster's file source reads them, must give what
+//! parsing each whole gives: the same pods, or an error. The first version is also read as at
+//! start-up (delivered pod by pod while it is read); the later ones are walked and compared in
+//! order with the last version that parsed, so a version that does not parse must change nothing.
+#![no_main]
+
+use std::collections::BTreeMap;
+
+use libfuzzer_sys::fuzz_target;
+use roster::source::file::{self, ParseError, Version, Versions};
+use roster::source::{PodEvent, PodKey, PodView};
+
+type State = BTreeMap<PodKey, PodView>;
+
+/// What a whole list means: every pod, the later item winning where two name one pod.
+fn state_of(pods: &[PodView]) -> State {
+    pods.iter().map(|p| (p.key(), p.clone())).collect()
+}
+
+/// The file's first version as roster reads it at start-up (`file::load`): delivered pod by pod
+/// while it is read, from the start again (`Init`) where the walk gives up on it.
+fn first_read(text: &[u8], whole: Option<&Result<Vec<PodView>, ParseError>>) {
+    let path = std::env::temp_dir().join(format!("roster-fuzz-{}.json", std::process::id()));
+    std::fs::write(&path, text).expect("a temporary file");
+    let mut delivered = State::new();
+    let loaded = file::load(&path, |event| match event {
+        PodEvent::Init(_) => delivered.clear(),
+        PodEvent::InitApply(_, pod) => {
+            delivered.insert(pod.key(), pod);
+        }
+        other => panic!("a first read delivered {other:?}"),
+    });
+    match (loaded, whole) {
+        (Ok(_), Some(Ok(pods))) => assert!(
+            delivered == state_of(pods),
+            "first read and whole differ: {:?}",
+            String::from_utf8_lossy(text)
+        ),
+        (Err(_), None | Some(Err(_))) => {}
+        (loaded, whole) => panic!(
+            "first read {:?}, whole {:?}: {:?}",
+            loaded.map(|_| ()),
+            whole.map(|w| w.as_ref().map(|_| ())),
+            String::from_utf8_lossy(text)
+        ),
+    }
+}
+
+fuzz_target!(|bytes: &[u8]| {
+    // The first byte sets how much is read at a time (1 to 256 bytes, so that every boundary
+    // falls everywhere); the versions are separated by a NUL, which no JSON text holds.
+    let Some((&chunk, rest)) = bytes.split_first() else {
+        return;
+    };
+    let mut versions = Versions::new(usize::from(chunk) + 1);
+    let mut state = State::new();
+    for (n, text) in rest.split(|&b| b == 0).take(3).enumerate() {
+        let whole = std::str::from_utf8(text).ok().map(file::parse);
+        if n == 0 {
+            first_read(text, whole.as_ref());
+        }
+        match (versions.read(text), &whole) {
+            (Ok(version), Some(Ok(pods))) => {
+                match version {
+                    Version::Whole(all) => state = state_of(&all),
+                    Version::Changes { delete, apply } => {
+                        for key in delete {
+                            state.remove(&key);
+                        }
+                        for pod in apply {
+                            state.insert(pod.key(), pod);
+                        }
+                    }
+                }
+                assert!(
+                    state == state_of(pods),
+                    "walked and whole differ: {:?}",
+                    String::from_utf8_lossy(text)
+                );
+            }
+            (Err(_), None | Some(Err(_))) => {}
+            (walked, whole) => panic!(
+                "walked {:?}, whole {:?}: {:?}",
+                walked.map(|_| ()),
+                whole.as_ref().map(|w| w.as_ref().map(|_| ())),
+                String::from_utf8_lossy(text)
+            ),
+        }
+    }
+});
