@@ -126,6 +126,17 @@ pub enum ConfigError {
     },
 }
 
+/// A key as TOML writes it: bare where it can be, else quoted, so that an empty key or one
+/// with spaces or dots is seen for what it is in a message.
+fn toml_key(key: &str) -> String {
+    let bare = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if !key.is_empty() && key.chars().all(bare) {
+        key.to_owned()
+    } else {
+        toml::Value::String(key.to_owned()).to_string()
+    }
+}
+
 fn list(problems: &[Problem]) -> String {
     match problems {
         [one] => one.to_string(),
@@ -621,7 +632,7 @@ impl<'t> Walker<'t> {
             if !keys.contains(&k.get_ref().as_ref()) {
                 let line = Some(self.line(k.span().start));
                 let message = format!("unknown key (known here: {})", keys.join(", "));
-                self.problem(line, &format!("{prefix}{}", k.get_ref()), message);
+                self.problem(line, &format!("{prefix}{}", toml_key(k.get_ref())), message);
             }
         }
     }
@@ -941,6 +952,27 @@ type = \"etcd\"
                 "{zones}: {problems:?}"
             );
         }
+    }
+
+    /// Found by fuzzing: a key that TOML must quote was named bare, and an empty one not at all
+    /// ("line 1: : unknown key").
+    #[test]
+    fn unknown_keys_are_named_as_toml_writes_them() {
+        let text = r#""" = 1
+[dns]
+"a b" = 2
+"x.y" = 3
+ttl2 = 4
+[source]
+pods_file = "p.json"
+"#;
+        let problems = parse(text).unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["\"\"", "dns.\"a b\"", "dns.\"x.y\"", "dns.ttl2"],
+            "{problems:?}"
+        );
     }
 
     #[test]
