@@ -46,6 +46,48 @@ with open(os.path.join(sys.argv[1], "seed-indented"), "wb") as f:
     f.write(bytes([31]) + text(first, 4) + b"\0" + text(moved, 4))
 PY
 
+# The `config` target's seeds: the shipped configurations, and one that sets every key.
+mkdir -p corpus/config
+rm -f corpus/config/seed-*
+cp ../config/roster.toml corpus/config/seed-roster
+cp ../config/cluster.toml corpus/config/seed-cluster
+cat > corpus/config/seed-every-key <<'TOML'
+[dns]
+listen = ["127.0.0.1:5353", "[::1]:5353"]
+zones = ["roster.internal.", "db.example."]
+reverse_zones = ["10.in-addr.arpa.", "0.0.d.f.ip6.arpa."]
+ttl = 5
+negative_ttl = 5
+max_udp_payload = 1232
+tcp_idle_timeout = 10
+tcp_lifetime = 120
+tcp_max_queries = 100
+tcp_max_connections = 1000
+rate_limit = 50
+rate_limit_slip = 2
+rate_limit_exempt = ["127.0.0.0/8", "fd00::/8"]
+workers = 2
+udp_receive_buffer = 4194304
+nameserver = "roster.roster-system.svc.cluster.local."
+hostmaster = "hostmaster.roster.internal."
+
+[members]
+publish_not_ready = true
+protect_statefulset_names = true
+max_pods = 100000
+max_per_service = 100
+
+[admin]
+listen = "127.0.0.1:9153"
+
+[source]
+type = "kubernetes"
+kubeconfig = "kube/config"
+namespaces = ["prod", "staging"]
+label_selector = "team in (a, b), tier != web"
+api_timeout = 30
+TOML
+
 out=corpus/request
 mkdir -p "$out"
 rm -f "$out"/seed-*
