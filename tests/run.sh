@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check of roster: formatting, lints, unit tests, and the integration tests against
 # the real binary, dig, Unbound, dnsmasq, a fake Kubernetes API server, and the deploy/
-# manifests rendered by kubectl and validated offline by kubernetes-validate.
+# manifests rendered by kubectl and validated offline by kubernetes-validate; and that the fuzz
+# targets compile.
 #
 # Missing tools are installed: Debian packages with apt-get (as root, or through sudo)
 #   bind9-dnsutils (dig)   unbound   dnsmasq-base   kubernetes-client (kubectl)   python3-venv
@@ -52,3 +53,7 @@ else
   echo "tests/run.sh: clippy is not installed; skipping lints" >&2
 fi
 cargo test --locked
+# The fuzz targets (fuzz/, a workspace of their own) are run by `cargo fuzz`, not here; checking
+# that they still compile keeps a change to what they call from breaking them unseen. Without
+# libFuzzer, which is C++.
+cargo check --locked --quiet --manifest-path fuzz/Cargo.toml --bins --no-default-features
