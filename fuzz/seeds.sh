@@ -12,26 +12,32 @@ cd "$(dirname "$0")"
 
 # The `podsfile` target's seeds: one byte (how much is read at a time, minus one), then versions
 # of a small pods file separated by NUL (see fuzz_targets/podsfile.rs): a change of address, a
-# pod gone, a pod added, items reordered, one pod named twice, and the same list in kubectl's
-# indented form.
+# pod gone, a pod added, items reordered, one pod named twice, a run of pods gone longer than the
+# walk looks ahead, and the same list in kubectl's indented form.
 mkdir -p corpus/podsfile
 rm -f corpus/podsfile/seed-*
 python3 - corpus/podsfile <<'PY'
 import copy, json, os, sys
 def pod(n, ip):
-    return {"metadata": {"name": f"db-{n}", "namespace": "prod", "labels": {"roster.io/service": "db"},
+    port = {"name": "peer", "containerPort": 7000}
+    return {"metadata": {"name": f"db-{n}", "namespace": "prod",
+                         "labels": {"roster.io/service": "db"},
                          "creationTimestamp": "2026-01-01T00:00:00Z"},
-            "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"name": "peer", "containerPort": 7000}]}]},
+            "spec": {"containers": [{"name": "c", "image": "i", "ports": [port]}]},
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
                        "podIP": ip, "podIPs": [{"ip": ip}]}}
 def text(pods, indent=None):
-    return json.dumps({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": pods},
-                      indent=indent).encode()
+    return json.dumps({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""},
+                       "items": pods}, indent=indent).encode()
 first = [pod(n, f"10.0.0.{n + 1}") for n in range(3)]
 moved = copy.deepcopy(first)
 moved[1]["status"]["podIP"] = "10.0.1.2"
 moved[1]["status"]["podIPs"] = [{"ip": "10.0.1.2"}]
+# Longer than the walk looks ahead (256 items) for an item not at its place.
+many = [{"metadata": {"name": f"p{n}", "namespace": "ns"},
+         "status": {"podIP": f"10.1.{n // 250}.{n % 250 + 1}"}} for n in range(300)]
 seeds = {
+    "long-run-gone": [many, many[:20] + many[280:]],
     "address": [first, moved],
     "gone": [first, first[:1] + first[2:]],
     "added": [first, first + [pod(3, "10.0.0.4")]],
