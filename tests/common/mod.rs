@@ -298,12 +298,12 @@ impl Roster {
         None
     }
 
-    /// Polls `check` until it holds or `timeout` passes; returns how long it took.
     /// The addresses roster answers for `name` A over UDP.
     pub fn a(&self, name: &str) -> Vec<String> {
         a_records(&udp(self.addr, &query(name, RecordType::A)).0)
     }
 
+    /// Polls `check` until it holds or `timeout` passes; returns how long it took.
     pub fn eventually(
         &self,
         timeout: Duration,
