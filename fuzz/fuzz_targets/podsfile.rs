@@ -17,33 +17,44 @@ fn state_of(pods: &[PodView]) -> State {
     pods.iter().map(|p| (p.key(), p.clone())).collect()
 }
 
+/// Requires what a read of `text` gave (`how`) to be what reading it whole gave: the same pods,
+/// or an error where that errs.
+fn agree<E>(
+    how: &str,
+    got: Result<&State, E>,
+    whole: Option<&Result<Vec<PodView>, ParseError>>,
+    text: &[u8],
+) {
+    match (got, whole) {
+        (Ok(state), Some(Ok(pods))) => assert!(
+            *state == state_of(pods),
+            "{how} and whole differ: {:?}",
+            String::from_utf8_lossy(text)
+        ),
+        (Err(_), None | Some(Err(_))) => {}
+        (got, whole) => panic!(
+            "{how} read: {}, whole read: {:?}: {:?}",
+            got.is_ok(),
+            whole.map(Result::is_ok),
+            String::from_utf8_lossy(text)
+        ),
+    }
+}
+
 /// The file's first version as roster reads it at start-up (`file::load`): delivered pod by pod
 /// while it is read, from the start again (`Init`) where the walk gives up on it.
-fn first_read(text: &[u8], whole: Option<&Result<Vec<PodView>, ParseError>>) {
+fn first_read(text: &[u8]) -> Result<State, file::FileError> {
     let path = std::env::temp_dir().join(format!("roster-fuzz-{}.json", std::process::id()));
     std::fs::write(&path, text).expect("a temporary file");
     let mut delivered = State::new();
-    let loaded = file::load(&path, |event| match event {
+    file::load(&path, |event| match event {
         PodEvent::Init(_) => delivered.clear(),
         PodEvent::InitApply(_, pod) => {
             delivered.insert(pod.key(), pod);
         }
         other => panic!("a first read delivered {other:?}"),
-    });
-    match (loaded, whole) {
-        (Ok(_), Some(Ok(pods))) => assert!(
-            delivered == state_of(pods),
-            "first read and whole differ: {:?}",
-            String::from_utf8_lossy(text)
-        ),
-        (Err(_), None | Some(Err(_))) => {}
-        (loaded, whole) => panic!(
-            "first read {:?}, whole {:?}: {:?}",
-            loaded.map(|_| ()),
-            whole.map(|w| w.as_ref().map(|_| ())),
-            String::from_utf8_lossy(text)
-        ),
-    }
+    })?;
+    Ok(delivered)
 }
 
 fuzz_target!(|bytes: &[u8]| {
@@ -57,34 +68,24 @@ fuzz_target!(|bytes: &[u8]| {
     for (n, text) in rest.split(|&b| b == 0).take(3).enumerate() {
         let whole = std::str::from_utf8(text).ok().map(file::parse);
         if n == 0 {
-            first_read(text, whole.as_ref());
+            agree("first", first_read(text).as_ref(), whole.as_ref(), text);
         }
-        match (versions.read(text), &whole) {
-            (Ok(version), Some(Ok(pods))) => {
-                match version {
-                    Version::Whole(all) => state = state_of(&all),
-                    Version::Changes { delete, apply } => {
-                        for key in delete {
-                            state.remove(&key);
-                        }
-                        for pod in apply {
-                            state.insert(pod.key(), pod);
-                        }
-                    }
+        let walked = match versions.read(text) {
+            Ok(Version::Whole(all)) => Ok(state_of(&all)),
+            Ok(Version::Changes { delete, apply }) => {
+                for key in delete {
+                    state.remove(&key);
                 }
-                assert!(
-                    state == state_of(pods),
-                    "walked and whole differ: {:?}",
-                    String::from_utf8_lossy(text)
-                );
+                for pod in apply {
+                    state.insert(pod.key(), pod);
+                }
+                Ok(std::mem::take(&mut state))
             }
-            (Err(_), None | Some(Err(_))) => {}
-            (walked, whole) => panic!(
-                "walked {:?}, whole {:?}: {:?}",
-                walked.map(|_| ()),
-                whole.as_ref().map(|w| w.as_ref().map(|_| ())),
-                String::from_utf8_lossy(text)
-            ),
+            Err(e) => Err(e),
+        };
+        agree("walked", walked.as_ref(), whole.as_ref(), text);
+        if let Ok(walked) = walked {
+            state = walked;
         }
     }
 });
