@@ -137,6 +137,8 @@ capture dig-ptr dig +tries=1 +time=1 @127.0.0.1 -x 10.0.0.1
 capture dig-any dig +tries=1 +time=1 +notcp +norec @127.0.0.1 DB-0.Db.Prod.Roster.Internal ANY
 capture kdig kdig +retry=0 +timeout=1 @127.0.0.1 "$name"
 capture kdig-nsid kdig +retry=0 +timeout=1 +nsid +bufsize=4096 @127.0.0.1 db.prod.roster.internal SOA
+capture dig-subnet dig +tries=1 +time=1 +subnet=192.0.2.0/24 @127.0.0.1 db.prod.roster.internal SRV
+capture kdig-subnet6 kdig +retry=0 +timeout=1 +subnet=2001:db8::/56 @127.0.0.1 "$name" AAAA
 capture glibc getent ahosts "$name"
 capture glibc-edns0 bash -c "echo 'options edns0 timeout:1 attempts:1' >> /etc/resolv.conf; getent ahosts $name"
 

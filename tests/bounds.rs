@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use hickory_server::proto::op::{Message, ResponseCode};
+use hickory_server::proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_server::proto::rr::{RData, RecordType};
 
 /// `n` ready members `big-<i>` of service `big` in `prod`, as a JSON PodList.
@@ -42,32 +43,51 @@ fn ordinal(target: &str) -> usize {
         .unwrap_or_else(|| panic!("target {target}"))
 }
 
-/// SPEC §4: over TCP the answer is complete, wherever 65,535 bytes can hold it.
+/// SPEC §4: over TCP the answer is complete, wherever 65,535 bytes can hold it; whatever EDNS
+/// options the query carries (dig +nsid, a resolver's client subnet).
 #[test]
 fn over_tcp_an_answer_of_1100_members_is_complete() {
     let r = Roster::start_with("", &big_service(1_100), &[]);
+    let options = [
+        None,
+        Some(EdnsOption::Unknown(3, vec![])),
+        Some(EdnsOption::Subnet(ClientSubnet::new(
+            std::net::Ipv4Addr::new(192, 0, 2, 0).into(),
+            24,
+            0,
+        ))),
+    ];
     for (name, qtype) in [
         ("big.prod.roster.internal.", RecordType::SRV),
         ("_peer._tcp.big.prod.roster.internal.", RecordType::SRV),
         ("big.prod.roster.internal.", RecordType::A),
     ] {
-        let q = with_edns(query(name, qtype), 1232);
-        let (m, size) = tcp(r.addr, &q);
-        assert!(
-            !m.metadata.truncation,
-            "{name} {qtype}: complete, {size} bytes"
-        );
-        assert_eq!(m.answers.len(), 1_100, "{name} {qtype}");
-        assert!(m.edns.is_some(), "{name} {qtype}: the OPT record");
-        if qtype == RecordType::SRV {
-            assert_eq!(srv_ordinals(&m), (0..1_100).collect::<Vec<_>>(), "{name}");
-            assert!(m.answers.iter().all(|a| a.name.to_string() == name));
+        for option in &options {
+            let mut q = with_edns(query(name, qtype), 1232);
+            if let Some(option) = option {
+                q.edns
+                    .as_mut()
+                    .unwrap()
+                    .options_mut()
+                    .insert(option.clone());
+            }
+            let (m, size) = tcp(r.addr, &q);
+            assert!(
+                !m.metadata.truncation,
+                "{name} {qtype} {option:?}: complete, {size} bytes"
+            );
+            assert_eq!(m.answers.len(), 1_100, "{name} {qtype} {option:?}");
+            assert!(m.edns.is_some(), "{name} {qtype}: the OPT record");
+            if qtype == RecordType::SRV {
+                assert_eq!(srv_ordinals(&m), (0..1_100).collect::<Vec<_>>(), "{name}");
+                assert!(m.answers.iter().all(|a| a.name.to_string() == name));
+            }
+            // Over UDP it is cut, and says so.
+            assert!(
+                udp(r.addr, &q).0.metadata.truncation,
+                "{name} {qtype} over UDP"
+            );
         }
-        // Over UDP it is cut, and says so.
-        assert!(
-            udp(r.addr, &q).0.metadata.truncation,
-            "{name} {qtype} over UDP"
-        );
     }
 }
 

@@ -282,7 +282,7 @@ fn owner_names_keep_the_case_of_the_question() {
 }
 
 /// A raw query for `qname` (type `qtype`, RD=0), with an OPT record holding an NSID option when
-/// `nsid`: hickory interprets that option, so roster answers it on its general path.
+/// `nsid` (which roster reads and leaves unanswered).
 fn raw_query(qname: &str, qtype: u16, nsid: bool) -> (Vec<u8>, usize) {
     let mut q = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, u8::from(nsid)];
     for label in qname.trim_end_matches('.').split('.') {
@@ -387,8 +387,8 @@ fn edns_is_echoed_and_bad_versions_get_badvers() {
     );
     assert!(m.edns.is_none(), "no OPT without EDNS in the query");
 
-    // DO (DNSSEC answer OK) is copied into the answer (RFC 3225 §3), which stays unsigned; the
-    // NSID option sends the query down the general path.
+    // DO (DNSSEC answer OK) is copied into the answer (RFC 3225 §3), which stays unsigned; an
+    // NSID option changes nothing.
     for nsid in [false, true] {
         for dnssec_ok in [false, true] {
             let mut q = with_edns(query("db-0.db.prod.roster.internal.", RecordType::A), 1232);

@@ -233,3 +233,96 @@ fn mutated_queries_never_make_the_paths_disagree() {
     }
     assert!(fast > 5_000, "{fast}");
 }
+
+/// EDNS options are read and ignored: a query carrying NSID, a client subnet or an unknown
+/// option is answered as it would be without (and fast), unless hickory cannot read its client
+/// subnet, which is FORMERR (RFC 7871 §7.1.1) from the general path alone.
+#[test]
+fn edns_options_are_ignored_unless_unreadable() {
+    let h = handler();
+    let src = "127.0.0.1:5353".parse().unwrap();
+    let plain = query(
+        "db.prod.roster.internal.",
+        RecordType::SRV,
+        Some(1232),
+        false,
+        false,
+    );
+    let mut expected = Vec::new();
+    h.answer_by(Path::General, &plain, src, Transport::Udp, &mut expected)
+        .unwrap();
+    // (what, option code, option data, readable)
+    let cases: [(&str, u16, &[u8], bool); 13] = [
+        ("NSID, empty", 3, &[], true),
+        ("NSID with data", 3, b"ask", true),
+        ("client subnet IPv4 /24", 8, &[0, 1, 24, 0, 192, 0, 2], true),
+        (
+            "client subnet IPv6 /56",
+            8,
+            &[0, 2, 56, 0, 0x20, 1, 0xd, 0xb8, 0, 0, 0],
+            true,
+        ),
+        ("client subnet /0", 8, &[0, 1, 0, 0], true),
+        (
+            "client subnet, bytes past the prefix",
+            8,
+            &[0, 1, 8, 0, 10, 1, 2],
+            true,
+        ),
+        ("unknown option", 65_001, b"xyz", true),
+        ("client subnet, empty", 8, &[], false),
+        (
+            "client subnet, family 3",
+            8,
+            &[0, 3, 24, 0, 192, 0, 2],
+            false,
+        ),
+        (
+            "client subnet IPv4 /33",
+            8,
+            &[0, 1, 33, 0, 1, 2, 3, 4, 5],
+            false,
+        ),
+        ("client subnet IPv6 /129", 8, &[0, 2, 129, 0, 0], false),
+        (
+            "client subnet, address short of its prefix",
+            8,
+            &[0, 1, 24, 0, 192, 0],
+            false,
+        ),
+        ("client subnet, no address", 8, &[0, 1, 24], false),
+    ];
+    let cookie: &[u8] = &[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
+    for (what, code, data, readable) in cases {
+        let mut option = code.to_be_bytes().to_vec();
+        option.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        option.extend_from_slice(data);
+        let alone = with_options(&plain, &[&option]);
+        let second = with_options(&plain, &[cookie, &option]);
+        for (q, how) in [(&alone, "alone"), (&second, "after a cookie")] {
+            for transport in [Transport::Udp, Transport::Tcp] {
+                let label = format!("{what}, {how}, {transport:?}");
+                let fast = compare(&h, q, transport, &label);
+                assert_eq!(fast, readable, "{label}: answered on the fast path");
+                let mut out = Vec::new();
+                h.answer_by(Path::Any, q, src, transport, &mut out).unwrap();
+                if readable {
+                    assert_eq!(out, expected, "{label}: as without the option");
+                } else {
+                    assert_eq!(out[3] & 0x0f, 1, "{label}: FORMERR");
+                }
+            }
+        }
+    }
+}
+
+/// `query` (whose OPT record, with no options, ends it) with `options` (each code, length, data)
+/// in its OPT record.
+fn with_options(query: &[u8], options: &[&[u8]]) -> Vec<u8> {
+    let mut q = query.to_vec();
+    let rdata: Vec<u8> = options.concat();
+    let rdlen = q.len() - 2;
+    q[rdlen..].copy_from_slice(&(rdata.len() as u16).to_be_bytes());
+    q.extend_from_slice(&rdata);
+    q
+}

@@ -25,6 +25,8 @@ pub const TYPE_OPT: u16 = 41;
 pub const TYPE_IXFR: u16 = 251;
 pub const TYPE_AXFR: u16 = 252;
 pub const TYPE_ANY: u16 = 255;
+/// EDNS Client Subnet (RFC 7871).
+const OPTION_CLIENT_SUBNET: u16 = 8;
 const CLASS_IN: u16 = 1;
 
 /// The EDNS part of a query.
@@ -80,9 +82,10 @@ fn u16_at(p: &[u8], i: usize) -> u16 {
 }
 
 /// Parses the common query: opcode QUERY, one question in class IN with an uncompressed name,
-/// no answer or authority records, and at most an OPT record (version 0, without the options
-/// hickory parses itself). Anything else is `None` and goes to the general path, which answers
-/// every case.
+/// no answer or authority records, and at most an OPT record (version 0, its options well laid
+/// out). Anything else is `None` and goes to the general path, which answers every case.
+/// Options are read and ignored (RFC 6891 §6.1.2): roster sends no NSID (RFC 5001 lets a server
+/// leave it unanswered) and scopes no answer to a client subnet (RFC 7871 §7.1.3).
 pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
     if p.len() < 17 {
         return None;
@@ -136,8 +139,10 @@ pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
             }
             let code = u16_at(options, o);
             let len = u16_at(options, o + 2) as usize;
-            // hickory decodes these two itself (and may refuse them); the general path answers.
-            if code == 3 || code == 8 || o + 4 + len > options.len() {
+            let data = options.get(o + 4..o + 4 + len)?;
+            // A client subnet that cannot be read is FORMERR (RFC 7871 §7.1.1), from the
+            // general path.
+            if code == OPTION_CLIENT_SUBNET && !client_subnet_reads(data) {
                 return None;
             }
             o += 4 + len;
@@ -158,6 +163,21 @@ pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
         qtype,
         edns,
     })
+}
+
+/// Whether a client-subnet option reads as hickory reads it (RFC 7871 §6): a known family, and
+/// at least the address bytes its source prefix covers, no more than the family's address has.
+fn client_subnet_reads(data: &[u8]) -> bool {
+    let [f0, f1, source, _scope, address @ ..] = data else {
+        return false;
+    };
+    let most = match u16::from_be_bytes([*f0, *f1]) {
+        1 => 4,
+        2 => 16,
+        _ => return false,
+    };
+    let covered = usize::from(*source).div_ceil(8);
+    covered <= most && address.len() >= covered
 }
 
 /// The message did not fit its size limit.
@@ -447,9 +467,16 @@ mod tests {
             parse_query(&version1).is_none(),
             "EDNS version 1: general path"
         );
+        // The cookie's code made NSID, then client subnet (family 0x0102: unreadable).
+        let mut nsid = q.clone();
+        nsid[12 + 10 + 12] = 3;
+        assert!(parse_query(&nsid).is_some(), "NSID: read and ignored");
         let mut ecs = q.clone();
         ecs[12 + 10 + 12] = 8;
-        assert!(parse_query(&ecs).is_none(), "client subnet: general path");
+        assert!(
+            parse_query(&ecs).is_none(),
+            "bad client subnet: general path"
+        );
         let mut trailing = q.clone();
         trailing.push(0);
         assert!(parse_query(&trailing).is_none());
