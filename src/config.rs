@@ -79,6 +79,10 @@ pub struct Config {
     pub source: SourceConfig,
     /// HTTP health, readiness, metrics and members; `None`: not served.
     pub admin_listen: Option<SocketAddr>,
+    /// Settings that are valid but change nothing with this configuration, each a sentence
+    /// naming its key: logged by `serve`, printed by `check-config` (whose effective
+    /// configuration leaves them out).
+    pub unused: Vec<String>,
 }
 
 /// Command-line settings that replace the file's (SPEC §5).
@@ -445,6 +449,17 @@ impl Config {
             100_000_000,
         ) as usize;
 
+        // Only the API server filters pods; with the file source these would silently change
+        // nothing (a cluster's configuration run with --pods-file, say).
+        let filters: Vec<&str> = ["namespaces", "label_selector"]
+            .into_iter()
+            .filter(|key| match source.get(*key).map(|v| v.get_ref()) {
+                Some(DeValue::Array(a)) => !a.is_empty(),
+                Some(DeValue::String(s)) => !s.trim().is_empty(),
+                Some(_) => true,
+                None => false,
+            })
+            .collect();
         let kind = w
             .string(source, "source.", "type")
             .map(|(s, line)| (s.to_owned(), line));
@@ -464,6 +479,19 @@ impl Config {
                     }
                 }
             },
+        };
+
+        let unused = match source {
+            SourceConfig::File { .. } => filters
+                .iter()
+                .map(|key| {
+                    format!(
+                        "source.{key} is set, but only the kubernetes source filters pods: the \
+                         file source serves every pod in its file"
+                    )
+                })
+                .collect(),
+            SourceConfig::Kubernetes(_) => Vec::new(),
         };
 
         if !w.problems.is_empty() {
@@ -502,6 +530,7 @@ impl Config {
             },
             source,
             admin_listen,
+            unused,
         })
     }
 
@@ -993,6 +1022,30 @@ pods_file = "p.json"
             },
             c
         );
+    }
+
+    #[test]
+    fn filters_the_file_source_cannot_apply_are_named() {
+        let c = parse(
+            "[source]\npods_file=\"p.json\"\nnamespaces=[\"prod\"]\nlabel_selector=\"app=db\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.unused.len(), 2, "{:?}", c.unused);
+        assert!(c.unused[0].starts_with("source.namespaces is set, but only the kubernetes"));
+        assert!(c.unused[1].starts_with("source.label_selector is set"));
+        // Empty, as the shipped configuration writes them: nothing to say.
+        let c =
+            parse("[source]\npods_file=\"p.json\"\nnamespaces=[]\nlabel_selector=\"\"\n").unwrap();
+        assert!(c.unused.is_empty(), "{:?}", c.unused);
+        // The --pods-file flag selects the file source over a cluster's configuration.
+        let cluster = "[source]\ntype=\"kubernetes\"\nnamespaces=[\"prod\"]\n";
+        assert!(parse(cluster).unwrap().unused.is_empty());
+        let flag = Overrides {
+            pods_file: Some("pods.json".into()),
+            ..Overrides::default()
+        };
+        let c = Config::parse(cluster, None, &flag).unwrap();
+        assert_eq!(c.unused.len(), 1, "{:?}", c.unused);
     }
 }
 
