@@ -6,7 +6,7 @@
 #[path = "common/answer_world.rs"]
 mod answer_world;
 
-use answer_world::{NAMES, QTYPES, handler, query};
+use answer_world::{NAMES, QTYPES, handler, query, with_options};
 use hickory_server::proto::op::{Message, MessageType, OpCode, Query};
 use hickory_server::proto::rr::{DNSClass, Name, RecordType};
 use roster::dns::{Handler, Path};
@@ -314,15 +314,4 @@ fn edns_options_are_ignored_unless_unreadable() {
             }
         }
     }
-}
-
-/// `query` (whose OPT record, with no options, ends it) with `options` (each code, length, data)
-/// in its OPT record.
-fn with_options(query: &[u8], options: &[&[u8]]) -> Vec<u8> {
-    let mut q = query.to_vec();
-    let rdata: Vec<u8> = options.concat();
-    let rdlen = q.len() - 2;
-    q[rdlen..].copy_from_slice(&(rdata.len() as u16).to_be_bytes());
-    q.extend_from_slice(&rdata);
-    q
 }

@@ -12,7 +12,7 @@ mod answer_world;
 
 use std::sync::LazyLock;
 
-use answer_world::{NAMES, QTYPES, check_reply, handler, query};
+use answer_world::{NAMES, QTYPES, check_reply, handler, query, with_options};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use roster::dns::Handler;
@@ -28,8 +28,34 @@ fn transport() -> impl Strategy<Value = Transport> {
     prop_oneof![Just(Transport::Udp), Just(Transport::Tcp)]
 }
 
-/// A valid query for one of the world's names, as a base for mutations.
+/// A valid query for one of the world's names, as a base for mutations; with EDNS, it may carry
+/// options: NSID, client subnet (family, prefixes and address as they come, readable or not),
+/// cookie, or any other.
 fn valid_query() -> impl Strategy<Value = Vec<u8>> {
+    let option = (
+        prop_oneof![Just(3u16), Just(8), Just(10), any::<u16>()],
+        prop_oneof![
+            (
+                0u16..4,
+                any::<u8>(),
+                any::<u8>(),
+                prop::collection::vec(any::<u8>(), 0..18)
+            )
+                .prop_map(|(family, source, scope, address)| {
+                    let mut data = family.to_be_bytes().to_vec();
+                    data.extend([source % 140, scope]);
+                    data.extend(address);
+                    data
+                }),
+            prop::collection::vec(any::<u8>(), 0..24),
+        ],
+    )
+        .prop_map(|(code, data)| {
+            let mut option = code.to_be_bytes().to_vec();
+            option.extend((data.len() as u16).to_be_bytes());
+            option.extend(data);
+            option
+        });
     (
         0..NAMES.len(),
         0..QTYPES.len(),
@@ -41,9 +67,17 @@ fn valid_query() -> impl Strategy<Value = Vec<u8>> {
         ]),
         any::<bool>(),
         any::<bool>(),
+        prop::collection::vec(option, 0..3),
     )
-        .prop_map(move |(name, qtype, edns, rd, cd)| {
-            query(NAMES[name], QTYPES[qtype], edns, rd, cd)
+        .prop_map(move |(name, qtype, edns, rd, cd, options)| {
+            let q = query(NAMES[name], QTYPES[qtype], edns, rd, cd);
+            match edns {
+                Some(_) => {
+                    let options: Vec<&[u8]> = options.iter().map(Vec::as_slice).collect();
+                    with_options(&q, &options)
+                }
+                None => q,
+            }
         })
 }
 

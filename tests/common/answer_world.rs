@@ -108,6 +108,17 @@ pub fn query(name: &str, qtype: RecordType, edns: Option<u16>, rd: bool, cd: boo
     m.to_vec().unwrap()
 }
 
+/// `query` (whose OPT record, with no options, ends it) with `options` (each code, length, data)
+/// in its OPT record.
+pub fn with_options(query: &[u8], options: &[&[u8]]) -> Vec<u8> {
+    let mut q = query.to_vec();
+    let rdata: Vec<u8> = options.concat();
+    let rdlen = q.len() - 2;
+    q[rdlen..].copy_from_slice(&(rdata.len() as u16).to_be_bytes());
+    q.extend_from_slice(&rdata);
+    q
+}
+
 /// Every record type a client asks about in the world, and one roster never has (MX).
 pub const QTYPES: [RecordType; 9] = [
     RecordType::A,
