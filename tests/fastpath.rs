@@ -236,7 +236,7 @@ fn mutated_queries_never_make_the_paths_disagree() {
 
 /// EDNS options are read and ignored: a query carrying NSID, a client subnet or an unknown
 /// option is answered as it would be without (and fast), unless hickory cannot read its client
-/// subnet, which is FORMERR (RFC 7871 §7.1.1) from the general path alone.
+/// subnet, which is FORMERR (RFC 7871 §7.2.1) from the general path alone.
 #[test]
 fn edns_options_are_ignored_unless_unreadable() {
     let h = handler();

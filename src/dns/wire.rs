@@ -85,7 +85,7 @@ fn u16_at(p: &[u8], i: usize) -> u16 {
 /// no answer or authority records, and at most an OPT record (version 0, its options well laid
 /// out). Anything else is `None` and goes to the general path, which answers every case.
 /// Options are read and ignored (RFC 6891 §6.1.2): roster sends no NSID (RFC 5001 lets a server
-/// leave it unanswered) and scopes no answer to a client subnet (RFC 7871 §7.1.3).
+/// leave it unanswered) and scopes no answer to a client subnet (RFC 7871 §7.2.1).
 pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
     if p.len() < 17 {
         return None;
@@ -140,7 +140,7 @@ pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
             let code = u16_at(options, o);
             let len = u16_at(options, o + 2) as usize;
             let data = options.get(o + 4..o + 4 + len)?;
-            // A client subnet that cannot be read is FORMERR (RFC 7871 §7.1.1), from the
+            // A client subnet that cannot be read is FORMERR (RFC 7871 §7.2.1), from the
             // general path.
             if code == OPTION_CLIENT_SUBNET && !client_subnet_reads(data) {
                 return None;
