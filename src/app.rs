@@ -79,14 +79,14 @@ async fn prepare(
     events: &mpsc::Sender<Received>,
 ) -> Result<Source, RunError> {
     match &config.source {
-        SourceConfig::File { path } => {
-            let path = path.clone();
-            let first = file::load_into(path.clone(), events).await?;
+        SourceConfig::File { path, selection } => {
+            let (path, selection) = (path.clone(), selection.clone());
+            let first = file::load_into(path.clone(), selection.clone(), events).await?;
             info!(path = %path.display(), pods = first.pods(), "pods file loaded");
             Ok(Source {
                 name: "pods file watcher",
                 start: Box::new(move |events| {
-                    tokio::spawn(file::watch(path, first, events, metrics, stop))
+                    tokio::spawn(file::watch(path, first, selection, events, metrics, stop))
                 }),
             })
         }
@@ -96,7 +96,7 @@ async fn prepare(
                 settings.scopes().iter().map(ToString::to_string).collect();
             info!(
                 scopes = ?scope_names,
-                label_selector = settings.label_selector.as_deref().unwrap_or(""),
+                label_selector = settings.selection.labels.as_ref().map_or("", |s| s.as_str()),
                 "watching pods through the Kubernetes API"
             );
             let settings = settings.clone();
@@ -113,8 +113,8 @@ async fn prepare(
 /// Checks what `prepare` checks, without serving (`roster check-config`). Returns a summary.
 pub async fn check(config: &Config) -> Result<String, RunError> {
     match &config.source {
-        SourceConfig::File { path } => {
-            let loaded = file::load(path, |_| {})?;
+        SourceConfig::File { path, selection } => {
+            let loaded = file::load(path, selection, |_| {})?;
             Ok(format!("{} pods in {}", loaded.pods(), path.display()))
         }
         SourceConfig::Kubernetes(settings) => {

@@ -14,7 +14,8 @@ use toml::de::{DeTable, DeValue};
 use crate::dns::TcpLimits;
 use crate::dns::rrl::Block;
 use crate::identity::{DEFAULT_MAX_PER_SERVICE, DEFAULT_MAX_PODS, IdentityConfig, is_dns_label};
-use crate::source::kubernetes::{KubeSettings, check_label_selector};
+use crate::source::kubernetes::KubeSettings;
+use crate::source::selection::{LabelSelector, Selection};
 use crate::zone::{DomainName, ReverseZone, ZoneSettings};
 
 /// The default configuration path (SPEC §5).
@@ -45,8 +46,8 @@ pub const DEFAULT_NAMESERVER: &str = "roster.roster-system.svc.cluster.local.";
 /// Where pods come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SourceConfig {
-    /// A local file of Pod objects, watched.
-    File { path: PathBuf },
+    /// A local file of Pod objects, watched; roster serves the pods `selection` admits.
+    File { path: PathBuf, selection: Selection },
     /// The API server, listed and watched.
     Kubernetes(KubeSettings),
 }
@@ -79,10 +80,6 @@ pub struct Config {
     pub source: SourceConfig,
     /// HTTP health, readiness, metrics and members; `None`: not served.
     pub admin_listen: Option<SocketAddr>,
-    /// Settings that are valid but change nothing with this configuration, each a sentence
-    /// naming its key: logged by `serve`, printed by `check-config` (whose effective
-    /// configuration leaves them out).
-    pub unused: Vec<String>,
 }
 
 /// Command-line settings that replace the file's (SPEC §5).
@@ -449,22 +446,14 @@ impl Config {
             100_000_000,
         ) as usize;
 
-        // Only the API server filters pods; with the file source these would silently change
-        // nothing (a cluster's configuration run with --pods-file, say).
-        let filters: Vec<&str> = ["namespaces", "label_selector"]
-            .into_iter()
-            .filter(|key| match source.get(*key).map(|v| v.get_ref()) {
-                Some(DeValue::Array(a)) => !a.is_empty(),
-                Some(DeValue::String(s)) => !s.trim().is_empty(),
-                Some(_) => true,
-                None => false,
-            })
-            .collect();
         let kind = w
             .string(source, "source.", "type")
             .map(|(s, line)| (s.to_owned(), line));
         let source = match (&overrides.pods_file, &overrides.kubeconfig) {
-            (Some(file), _) => SourceConfig::File { path: file.clone() },
+            (Some(file), _) => SourceConfig::File {
+                path: file.clone(),
+                selection: w.selection(source),
+            },
             (None, Some(kubeconfig)) => w.source_kubernetes(source, base, Some(kubeconfig.clone())),
             (None, None) => match kind {
                 None => w.source_file(source, base),
@@ -476,22 +465,10 @@ impl Config {
                     w.problem(line, "source.type", message);
                     SourceConfig::File {
                         path: PathBuf::new(),
+                        selection: Selection::default(),
                     }
                 }
             },
-        };
-
-        let unused = match source {
-            SourceConfig::File { .. } => filters
-                .iter()
-                .map(|key| {
-                    format!(
-                        "source.{key} is set, but only the kubernetes source filters pods: the \
-                         file source serves every pod in its file"
-                    )
-                })
-                .collect(),
-            SourceConfig::Kubernetes(_) => Vec::new(),
         };
 
         if !w.problems.is_empty() {
@@ -530,7 +507,6 @@ impl Config {
             },
             source,
             admin_listen,
-            unused,
         })
     }
 
@@ -541,6 +517,14 @@ impl Config {
             format!(
                 "[{}]",
                 items.iter().map(|s| q(s)).collect::<Vec<_>>().join(", ")
+            )
+        };
+        let selection_toml = |s: &Selection| {
+            let labels = s.labels.as_ref().map_or("", LabelSelector::as_str);
+            format!(
+                "namespaces = {}\nlabel_selector = {}\n",
+                list(s.namespaces.clone()),
+                q(labels)
             )
         };
         let z = &self.zone;
@@ -606,11 +590,12 @@ impl Config {
         let admin = self.admin_listen.map(|a| a.to_string()).unwrap_or_default();
         out.push_str(&format!("\n[admin]\nlisten = {}\n", q(&admin)));
         match &self.source {
-            SourceConfig::File { path } => {
+            SourceConfig::File { path, selection } => {
                 out.push_str(&format!(
                     "\n[source]\ntype = \"file\"\npods_file = {}\n",
                     q(&path.display().to_string())
                 ));
+                out.push_str(&selection_toml(selection));
             }
             SourceConfig::Kubernetes(k) => {
                 out.push_str("\n[source]\ntype = \"kubernetes\"\n");
@@ -619,11 +604,7 @@ impl Config {
                     "kubeconfig = {}\n",
                     q(kubeconfig.as_deref().unwrap_or(""))
                 ));
-                out.push_str(&format!("namespaces = {}\n", list(k.namespaces.clone())));
-                out.push_str(&format!(
-                    "label_selector = {}\n",
-                    q(k.label_selector.as_deref().unwrap_or(""))
-                ));
+                out.push_str(&selection_toml(&k.selection));
                 out.push_str(&format!("api_timeout = {}\n", k.api_timeout.as_secs()));
             }
         }
@@ -810,6 +791,24 @@ impl<'t> Walker<'t> {
                 .filter(|(p, _)| !p.is_empty())
                 .map(|(p, _)| base.join(p))
         });
+        let selection = self.selection(source);
+        let api_timeout = self.int(
+            source,
+            "source.",
+            "api_timeout",
+            DEFAULT_API_TIMEOUT as i64,
+            3,
+            3600,
+        ) as u64;
+        SourceConfig::Kubernetes(KubeSettings {
+            kubeconfig,
+            selection,
+            api_timeout: Duration::from_secs(api_timeout),
+        })
+    }
+
+    /// `source.namespaces` and `source.label_selector`, for either source.
+    fn selection(&mut self, source: &DeTable<'_>) -> Selection {
         let mut namespaces: Vec<String> = Vec::new();
         for (ns, line) in self.strings(source, "source.", "namespaces", &[]) {
             if !is_dns_label(&ns) {
@@ -824,39 +823,21 @@ impl<'t> Walker<'t> {
                 namespaces.push(ns);
             }
         }
-        let label_selector = match self.string(source, "source.", "label_selector") {
-            Some((sel, line)) if !sel.trim().is_empty() => {
-                if let Err(e) = check_label_selector(sel) {
-                    self.problem(line, "source.label_selector", e);
-                }
-                Some(sel.trim().to_owned())
-            }
+        let labels = match self.string(source, "source.", "label_selector") {
+            Some((sel, line)) if !sel.trim().is_empty() => LabelSelector::parse(sel)
+                .map_err(|e| self.problem(line, "source.label_selector", e))
+                .ok(),
             _ => None,
         };
-        let api_timeout = self.int(
-            source,
-            "source.",
-            "api_timeout",
-            DEFAULT_API_TIMEOUT as i64,
-            3,
-            3600,
-        ) as u64;
-        SourceConfig::Kubernetes(KubeSettings {
-            kubeconfig,
-            namespaces,
-            label_selector,
-            api_timeout: Duration::from_secs(api_timeout),
-        })
+        Selection { namespaces, labels }
     }
 
     fn source_file(&mut self, source: &DeTable<'_>, base: &Path) -> SourceConfig {
-        match self.string(source, "source.", "pods_file") {
-            Some((p, _)) if !p.is_empty() => SourceConfig::File { path: base.join(p) },
+        let path = match self.string(source, "source.", "pods_file") {
+            Some((p, _)) if !p.is_empty() => base.join(p),
             Some((_, line)) => {
                 self.problem(line, "source.pods_file", "must not be empty".into());
-                SourceConfig::File {
-                    path: PathBuf::new(),
-                }
+                PathBuf::new()
             }
             None => {
                 self.problem(
@@ -864,10 +845,12 @@ impl<'t> Walker<'t> {
                     "source.pods_file",
                     "required by the file source (a path to a list of Pods)".into(),
                 );
-                SourceConfig::File {
-                    path: PathBuf::new(),
-                }
+                PathBuf::new()
             }
+        };
+        SourceConfig::File {
+            path,
+            selection: self.selection(source),
         }
     }
 }
@@ -896,7 +879,8 @@ mod tests {
         assert_eq!(
             c.source,
             SourceConfig::File {
-                path: "/etc/roster/pods.yaml".into()
+                path: "/etc/roster/pods.yaml".into(),
+                selection: Selection::default(),
             }
         );
         assert!(!c.identity.publish_not_ready);
@@ -961,7 +945,8 @@ type = \"etcd\"
         assert_eq!(
             c.source,
             SourceConfig::File {
-                path: "here.json".into()
+                path: "here.json".into(),
+                selection: Selection::default(),
             }
         );
     }
@@ -1025,27 +1010,41 @@ pods_file = "p.json"
     }
 
     #[test]
-    fn filters_the_file_source_cannot_apply_are_named() {
-        let c = parse(
-            "[source]\npods_file=\"p.json\"\nnamespaces=[\"prod\"]\nlabel_selector=\"app=db\"\n",
-        )
-        .unwrap();
-        assert_eq!(c.unused.len(), 2, "{:?}", c.unused);
-        assert!(c.unused[0].starts_with("source.namespaces is set, but only the kubernetes"));
-        assert!(c.unused[1].starts_with("source.label_selector is set"));
-        // Empty, as the shipped configuration writes them: nothing to say.
-        let c =
-            parse("[source]\npods_file=\"p.json\"\nnamespaces=[]\nlabel_selector=\"\"\n").unwrap();
-        assert!(c.unused.is_empty(), "{:?}", c.unused);
-        // The --pods-file flag selects the file source over a cluster's configuration.
-        let cluster = "[source]\ntype=\"kubernetes\"\nnamespaces=[\"prod\"]\n";
-        assert!(parse(cluster).unwrap().unused.is_empty());
+    fn the_file_source_selects_as_the_kubernetes_source_does() {
+        let text =
+            "[source]\npods_file=\"p.json\"\nnamespaces=[\"prod\"]\nlabel_selector=\" app=db \"\n";
+        let c = parse(text).unwrap();
+        let SourceConfig::File { selection, .. } = &c.source else {
+            panic!("{:?}", c.source)
+        };
+        assert_eq!(selection.namespaces, ["prod"]);
+        assert_eq!(
+            selection.labels.as_ref().map(LabelSelector::as_str),
+            Some("app=db")
+        );
+        let printed = c.to_toml();
+        assert!(
+            printed.contains("namespaces = [\"prod\"]\nlabel_selector = \"app=db\"\n"),
+            "{printed}"
+        );
+        // --pods-file over a cluster's configuration keeps its selection.
+        let cluster =
+            "[source]\ntype=\"kubernetes\"\nnamespaces=[\"prod\"]\nlabel_selector=\"a in (b)\"\n";
         let flag = Overrides {
             pods_file: Some("pods.json".into()),
             ..Overrides::default()
         };
         let c = Config::parse(cluster, None, &flag).unwrap();
-        assert_eq!(c.unused.len(), 1, "{:?}", c.unused);
+        let SourceConfig::File { selection, .. } = &c.source else {
+            panic!("{:?}", c.source)
+        };
+        assert_eq!(selection.namespaces, ["prod"]);
+        assert!(selection.labels.is_some());
+        // And refuses what the Kubernetes source refuses.
+        let bad =
+            "[source]\npods_file=\"p.json\"\nnamespaces=[\"Prod\"]\nlabel_selector=\"a in b\"\n";
+        let keys: Vec<String> = parse(bad).unwrap_err().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["source.namespaces", "source.label_selector"]);
     }
 }
 
@@ -1066,8 +1065,11 @@ mod kubernetes_tests {
             panic!("{:?}", c.source)
         };
         assert_eq!(k.kubeconfig, None, "found as kubectl does");
-        assert_eq!(k.namespaces, ["prod", "staging"]);
-        assert_eq!(k.label_selector.as_deref(), Some("team in (a, b)"));
+        assert_eq!(k.selection.namespaces, ["prod", "staging"]);
+        assert_eq!(
+            k.selection.labels.as_ref().map(LabelSelector::as_str),
+            Some("team in (a, b)")
+        );
         assert_eq!(k.api_timeout, Duration::from_secs(30));
         let again =
             Config::parse(&c.to_toml(), Some(Path::new("/")), &Overrides::default()).unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use roster::config::{self, Config, Overrides};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 /// jemalloc groups allocations by size and returns freed pages to the system over time; with
 /// glibc's allocator, replacing pods for hours scatters free chunks among the identities that
@@ -212,9 +212,6 @@ fn check_config(settings: &Settings) -> ExitCode {
     match checked {
         Ok(summary) => {
             print!("{}", config.to_toml());
-            for unused in &config.unused {
-                eprintln!("roster: warning: {unused}");
-            }
             eprintln!("roster: configuration OK; {summary}");
             ExitCode::SUCCESS
         }
@@ -233,9 +230,6 @@ fn serve(settings: &Settings) -> ExitCode {
             return ExitCode::from(USAGE);
         }
     };
-    for unused in &config.unused {
-        warn!("{unused}");
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers)
         .enable_all()

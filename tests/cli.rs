@@ -230,41 +230,6 @@ fn repeated_listen_and_zone_flags_and_pods_file_override() {
     let _ = std::fs::remove_dir_all(other);
 }
 
-/// A cluster's configuration run on a pods file (`--pods-file`): the namespace and label filters
-/// that only the API server applies are named as unused, not silently dropped, and every pod of
-/// the file is served.
-#[test]
-fn filters_the_file_source_does_not_apply_are_named() {
-    let config = "[source]\ntype = \"kubernetes\"\nnamespaces = [\"staging\"]\nlabel_selector = \"app=other\"\n";
-    let dir = dir_with(config, Some(&world()));
-    let flags = ["--pods-file", "pods.yaml"];
-    let (code, out, err) = run(
-        &dir,
-        &[&["check-config", "--config", "roster.toml"][..], &flags].concat(),
-    );
-    assert_eq!(code, 0, "{err}");
-    assert!(!out.contains("namespaces"), "not in effect: {out}");
-    for key in ["source.namespaces", "source.label_selector"] {
-        let warning = format!("{key} is set, but only the kubernetes source filters pods");
-        assert!(
-            err.contains(&format!("roster: warning: {warning}")),
-            "{err}"
-        );
-    }
-    let r = Roster::start_with(config, &world(), &flags);
-    let needle = "source.namespaces is set, but only the kubernetes source";
-    assert!(
-        r.wait_log(needle, Duration::from_secs(5)).is_some(),
-        "{}",
-        r.log()
-    );
-    let (m, _) = udp(
-        r.addr,
-        &query("db-0.db.prod.roster.internal.", RecordType::A),
-    );
-    assert_eq!(a_records(&m), ["10.1.0.1"], "served, though not in staging");
-}
-
 #[test]
 fn the_serial_does_not_go_back_across_restarts() {
     let serial = |r: &Roster| match &udp(r.addr, &query(ZONE, RecordType::SOA)).0.answers[0].data {

@@ -372,6 +372,60 @@ fn a_json_list_is_applied_item_by_item() {
     );
 }
 
+/// `source.namespaces` and `source.label_selector` select among the file's pods as the API server
+/// selects among a cluster's: a dump of the cluster served with its configuration gives its
+/// answers. A pod whose labels leave the selection leaves the zone; one that enters it is served.
+#[test]
+fn the_file_serves_the_pods_its_selection_admits() {
+    let pod = |ns: &str, name: &str, tier: &str, ip: &str| {
+        format!(
+            r#"{{"metadata": {{"name": "{name}", "namespace": "{ns}", "creationTimestamp": "2026-01-01T00:00:00Z",
+    "labels": {{"roster.io/service": "db", "tier": "{tier}"}}}},
+  "status": {{"phase": "Running", "conditions": [{{"type": "Ready", "status": "True"}}], "podIP": "{ip}"}}}}"#
+        )
+    };
+    let version = |db0: &str, db1: &str| {
+        let items = [
+            pod("prod", "db-0", db0, "10.1.0.1"),
+            pod("prod", "db-1", db1, "10.1.0.2"),
+            pod("staging", "db-0", "data", "10.2.0.1"),
+        ];
+        format!(
+            "{{\"kind\": \"List\", \"items\": [\n{}\n]}}\n",
+            items.join(",\n")
+        )
+    };
+    let config = "[source]\npods_file = \"pods.yaml\"\nnamespaces = [\"prod\"]\nlabel_selector = \"tier in (data, cache)\"\n";
+    let r = Roster::start_with(config, &version("data", "web"), &[]);
+    let answers = |r: &Roster| {
+        ["db-0.db.prod", "db-1.db.prod", "db-0.db.staging"]
+            .map(|n| a(r, &format!("{n}.roster.internal.")))
+    };
+    let served = |ip: &str| (ResponseCode::NoError, vec![ip.to_owned()]);
+    let none = || (ResponseCode::NXDomain, vec![]);
+    assert_eq!(answers(&r), [served("10.1.0.1"), none(), none()]);
+    // db-0 leaves the selection and db-1 enters it, in a version compared item by item.
+    r.write_pods(&version("web", "cache"));
+    let want = [none(), served("10.1.0.2"), none()];
+    assert!(
+        r.eventually(WITHIN, || answers(&r) == want).is_some(),
+        "{:?}\n{}",
+        answers(&r),
+        r.log()
+    );
+    assert!(r.log().contains("pods=3 changed=2 gone=0"), "{}", r.log());
+    // Back, in a version read whole (JSON is YAML, and a comment first makes it read as such).
+    r.write_pods(&format!("# as YAML\n{}", version("data", "web")));
+    let want = [served("10.1.0.1"), none(), none()];
+    assert!(
+        r.eventually(WITHIN, || answers(&r) == want).is_some(),
+        "{:?}\n{}",
+        answers(&r),
+        r.log()
+    );
+    assert!(r.log().contains("applying it whole"), "{}", r.log());
+}
+
 /// A writer that replaces the file (by renames) faster than roster can read it still gets its
 /// versions served as it goes, rather than only once it stops: a version read while a newer one
 /// lands is complete, and is used.

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
 use roster::source::file::{self, ParseError, Version, Versions};
+use roster::source::selection::Selection;
 use roster::source::{PodEvent, PodKey, PodView};
 
 type State = BTreeMap<PodKey, PodView>;
@@ -47,7 +48,7 @@ fn first_read(text: &[u8]) -> Result<State, file::FileError> {
     let path = std::env::temp_dir().join(format!("roster-fuzz-{}.json", std::process::id()));
     std::fs::write(&path, text).expect("a temporary file");
     let mut delivered = State::new();
-    file::load(&path, |event| match event {
+    file::load(&path, &Selection::default(), |event| match event {
         PodEvent::Init(_) => delivered.clear(),
         PodEvent::InitApply(_, pod) => {
             delivered.insert(pod.key(), pod);

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::dirwatch::{DirWatch, Seen};
+use super::selection::Selection;
 use super::slim::{SlimMeta, SlimPod, SlimSpec, SlimStatus};
 use super::{PodEvent, PodKey, PodView, Received, Scope};
 use crate::metrics::Metrics;
@@ -812,12 +813,16 @@ impl First {
 }
 
 /// Reads the file's first version, delivering it as a list (`Init`, then `InitApply` for each pod
-/// as it is parsed; `Init` again if the read starts over): a large JSON list is never held whole,
-/// as text nor as pods. What was delivered counts only if this returns `Ok`; the caller ends the
-/// list.
-pub fn load(path: &Path, mut deliver: impl FnMut(PodEvent)) -> Result<First, FileError> {
+/// as it is parsed, as `selection` leaves it; `Init` again if the read starts over): a large JSON
+/// list is never held whole, as text nor as pods. What was delivered counts only if this returns
+/// `Ok`; the caller ends the list.
+pub fn load(
+    path: &Path,
+    selection: &Selection,
+    mut deliver: impl FnMut(PodEvent),
+) -> Result<First, FileError> {
     let start = || PodEvent::Init(Scope::Cluster);
-    let pod = |pod| PodEvent::InitApply(Scope::Cluster, pod);
+    let pod = |pod| PodEvent::InitApply(Scope::Cluster, selection.select(pod));
     let ((fingerprint, pods, index), stamp) = read_file(path, |file| {
         deliver(start());
         let mut keys = Vec::new();
@@ -858,12 +863,16 @@ const HANDOVER: usize = 1024;
 /// [`load`] on a blocking thread, delivering the first version to the pipeline as one list while
 /// it is read. The pods go over in batches: handed over one by one, each would wake the other
 /// thread, and on one core that switch costs more than the pod.
-pub async fn load_into(path: PathBuf, events: &mpsc::Sender<Received>) -> Result<First, FileError> {
+pub async fn load_into(
+    path: PathBuf,
+    selection: Selection,
+    events: &mpsc::Sender<Received>,
+) -> Result<First, FileError> {
     let at = Instant::now();
     let (batches, mut handed) = mpsc::channel::<Vec<PodEvent>>(4);
     let reader = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(HANDOVER);
-        let first = load(&path, |event| {
+        let first = load(&path, &selection, |event| {
             batch.push(event);
             if batch.len() == HANDOVER {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(HANDOVER));
@@ -1101,6 +1110,7 @@ impl Versions {
 pub async fn watch(
     path: PathBuf,
     first: First,
+    selection: Selection,
     events: mpsc::Sender<Received>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -1217,6 +1227,7 @@ pub async fn watch(
                 let sent = match reread.version {
                     Version::Whole(pods) => {
                         info!(path = %path.display(), pods = reread.pods, "pods file changed; applying it whole");
+                        let pods = pods.into_iter().map(|pod| selection.select(pod));
                         send_list(&events, pods, at).await
                     }
                     Version::Changes { delete, apply } => {
@@ -1227,6 +1238,7 @@ pub async fn watch(
                             gone = delete.len(),
                             "pods file changed; applying the pods that changed"
                         );
+                        let apply = apply.into_iter().map(|pod| selection.select(pod)).collect();
                         let event = PodEvent::Changes { delete, apply };
                         events.send(Received { at, event }).await
                     }
@@ -1274,7 +1286,7 @@ async fn next_event(dir_watch: Option<&DirWatch>) -> std::io::Result<Seen> {
 /// Sends a whole version as one list; `at` is when the change reached roster.
 async fn send_list(
     events: &mpsc::Sender<Received>,
-    pods: Vec<PodView>,
+    pods: impl Iterator<Item = PodView>,
     at: Instant,
 ) -> Result<(), mpsc::error::SendError<Received>> {
     let send = |event| events.send(Received { at, event });
@@ -1575,7 +1587,7 @@ status:
         ] {
             std::fs::write(&path, text).unwrap();
             let (mut state, mut started) = (State::new(), 0);
-            let first = load(&path, |event| match event {
+            let first = load(&path, &Selection::default(), |event| match event {
                 PodEvent::Init(_) => {
                     state.clear();
                     started += 1;
@@ -1592,7 +1604,7 @@ status:
         }
         // A list cut short: delivered in part, then refused with its place in the file.
         std::fs::write(&path, &list[..list.len() - 3]).unwrap();
-        match load(&path, |_| {}) {
+        match load(&path, &Selection::default(), |_| {}) {
             Err(FileError::Syntax { line, .. }) => assert_eq!(line, 4),
             Err(other) => panic!("{other:?}"),
             Ok(_) => panic!("a list cut short was read"),

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::selection::Selection;
 use super::{Health, PodEvent, PodKey, PodView, Received, Scope};
 use crate::metrics::Metrics;
 
@@ -50,19 +51,19 @@ pub enum KubeError {
 pub struct KubeSettings {
     /// `None`: find credentials as kubectl does, then the in-cluster service account.
     pub kubeconfig: Option<std::path::PathBuf>,
-    /// Empty: every namespace.
-    pub namespaces: Vec<String>,
-    pub label_selector: Option<String>,
+    /// The namespaces listed and watched, and the label selector sent with each request.
+    pub selection: Selection,
     /// Silence from the API server after which a request is dropped and retried.
     pub api_timeout: Duration,
 }
 
 impl KubeSettings {
     pub fn scopes(&self) -> Vec<Scope> {
-        if self.namespaces.is_empty() {
+        if self.selection.namespaces.is_empty() {
             vec![Scope::Cluster]
         } else {
-            self.namespaces
+            self.selection
+                .namespaces
                 .iter()
                 .map(|n| Scope::Namespace(n.clone()))
                 .collect()
@@ -146,8 +147,8 @@ async fn watch_scope(
         let mut config = watcher::Config::default()
             .fields(FIELD_SELECTOR)
             .timeout(settings.watch_timeout());
-        if let Some(labels) = &settings.label_selector {
-            config = config.labels(labels);
+        if let Some(labels) = &settings.selection.labels {
+            config = config.labels(labels.as_str());
         }
         let stream = watcher::watcher(api, config);
         tokio::pin!(stream);
@@ -329,133 +330,15 @@ impl ErrorLog {
     }
 }
 
-/// Checks a label selector's syntax (the API server's grammar) at start-up, so a typo is a
-/// configuration error rather than a 400 at every retry.
-pub fn check_label_selector(selector: &str) -> Result<(), String> {
-    let mut depth = 0;
-    let mut parts = Vec::new();
-    let mut start = 0;
-    for (i, c) in selector.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' if depth == 0 => return Err("unbalanced ')'".into()),
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                parts.push(&selector[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    if depth != 0 {
-        return Err("unbalanced '('".into());
-    }
-    parts.push(&selector[start..]);
-    for part in parts {
-        let part = part.trim();
-        if part.is_empty() {
-            return Err("empty requirement".into());
-        }
-        check_requirement(part).map_err(|e| format!("{part:?}: {e}"))?;
-    }
-    Ok(())
-}
-
-fn check_requirement(req: &str) -> Result<(), String> {
-    if let Some(key) = req.strip_prefix('!') {
-        return check_key(key.trim());
-    }
-    for op in ["!=", "==", "="] {
-        if let Some((key, value)) = req.split_once(op) {
-            check_key(key.trim())?;
-            return check_value(value.trim());
-        }
-    }
-    for op in [" notin ", " in "] {
-        if let Some((key, values)) = req.split_once(op) {
-            check_key(key.trim())?;
-            let values = values.trim();
-            let inner = values
-                .strip_prefix('(')
-                .and_then(|v| v.strip_suffix(')'))
-                .ok_or("values of in/notin go in parentheses")?;
-            return inner.split(',').try_for_each(|v| check_value(v.trim()));
-        }
-    }
-    check_key(req)
-}
-
-fn check_key(key: &str) -> Result<(), String> {
-    let (prefix, name) = match key.split_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, key),
-    };
-    if let Some(p) = prefix
-        && (p.is_empty() || p.len() > 253 || !p.split('.').all(crate::identity::is_dns_label))
-    {
-        return Err(format!("key prefix {p:?} is not a DNS subdomain"));
-    }
-    if name.is_empty() {
-        return Err("empty key".into());
-    }
-    check_value(name).map_err(|_| format!("key {name:?} is not a label name"))
-}
-
-fn check_value(value: &str) -> Result<(), String> {
-    let b = value.as_bytes();
-    let edge = |c: u8| c.is_ascii_alphanumeric();
-    let ok = value.is_empty()
-        || (b.len() <= 63
-            && edge(b[0])
-            && edge(b[b.len() - 1])
-            && b.iter()
-                .all(|&c| edge(c) || matches!(c, b'-' | b'_' | b'.')));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{value:?} is not a label value"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn label_selectors() {
-        for ok in [
-            "app=db",
-            "app==db,tier!=web",
-            "roster.io/enabled",
-            "!legacy",
-            "env in (prod, staging)",
-            "env notin (dev),app",
-            "example.com/team=a-b_c.d",
-            "x=",
-        ] {
-            assert_eq!(check_label_selector(ok), Ok(()), "{ok}");
-        }
-        for bad in [
-            "",
-            "a=b,",
-            "=b",
-            "a=b c",
-            "env in prod",
-            "env in (prod",
-            "-a=b",
-            "a/b/c=d",
-            "a=-x",
-        ] {
-            assert!(check_label_selector(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn watches_renew_before_the_read_timeout() {
         let s = KubeSettings {
             kubeconfig: None,
-            namespaces: vec![],
-            label_selector: None,
+            selection: Selection::default(),
             api_timeout: Duration::from_secs(90),
         };
         assert_eq!(s.watch_timeout(), 60);

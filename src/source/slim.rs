@@ -99,8 +99,12 @@ impl SlimPod {
         }
     }
 
+    /// The pod as roster reads it, with every label (the file source selects by them).
     pub fn view(self) -> PodView {
-        PodView::from_pod(&self.into_pod())
+        let mut pod = self.into_pod();
+        let mut view = PodView::from_pod(&pod);
+        view.labels = pod.metadata.labels.take().unwrap_or_default();
+        view
     }
 
     /// The name in `metadata.name`, if any.
@@ -168,7 +172,7 @@ mod tests {
     use super::*;
 
     /// Read the slim way or whole, every pod the tests and the shared fixtures hold means the
-    /// same: the slim types read every field `PodView::from_pod` uses.
+    /// same: the slim types read every field `PodView::from_pod` uses, and every label.
     #[test]
     fn slim_and_full_pods_mean_the_same() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pods");
@@ -241,7 +245,13 @@ mod tests {
                 let text = pod.to_string();
                 let full: Pod = serde_json::from_str(&text).unwrap();
                 let slim: SlimPod = serde_json::from_str(&text).unwrap();
-                assert_eq!(slim.view(), PodView::from_pod(&full), "{text}");
+                // ...and keeps every label, for the file source's selection.
+                let labels = full.metadata.labels.clone().unwrap_or_default();
+                let full = PodView {
+                    labels,
+                    ..PodView::from_pod(&full)
+                };
+                assert_eq!(slim.view(), full, "{text}");
                 compared += 1;
             }
         }
