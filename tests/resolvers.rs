@@ -103,9 +103,10 @@ stub-zone:
         )
     }
 
-    fn dnsmasq(roster: SocketAddr, dir: &std::path::Path) -> Resolver {
+    /// dnsmasq forwarding the zone to roster, with `extra` options.
+    fn dnsmasq(roster: SocketAddr, dir: &std::path::Path, extra: &[&str]) -> Resolver {
         let port = free_port();
-        let args = [
+        let mut args = vec![
             "-k".to_string(),
             "-C".into(),
             "/dev/null".into(),
@@ -122,6 +123,7 @@ stub-zone:
             format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
             "--log-facility=-".into(),
         ];
+        args.extend(extra.iter().map(|o| o.to_string()));
         Self::spawn("dnsmasq", "dnsmasq", &args, port)
     }
 }
@@ -191,8 +193,26 @@ fn unbound_stub_zone() {
 fn dnsmasq_server_for_the_zone() {
     let r = Roster::start(&world());
     let dir = temp_dir();
-    let dnsmasq = Resolver::dnsmasq(r.addr, &dir);
+    let dnsmasq = Resolver::dnsmasq(r.addr, &dir, &[]);
     check_through(&dnsmasq);
     drop(dnsmasq);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// dnsmasq adding the client's subnet (RFC 7871) to every query it forwards, as resolvers in
+/// front of geo-aware zones are set up to: roster reads the option, ignores it, and answers.
+#[test]
+fn dnsmasq_adding_client_subnets() {
+    let r = Roster::start_with("", &world(), &["--admin-listen", "127.0.0.1:0"]);
+    let dir = temp_dir();
+    let dnsmasq = Resolver::dnsmasq(r.addr, &dir, &["--add-subnet=24,56"]);
+    check_through(&dnsmasq);
+    drop(dnsmasq);
+    let (_, text) = http_get(r.admin.unwrap(), "/metrics");
+    assert_eq!(
+        metric(&text, "roster_dns_malformed_total{transport=\"udp\"}"),
+        0.0,
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
