@@ -10,6 +10,7 @@
 //! `InitDone`); a JSON list compared with the last version (see `walk`) as one `Changes` event
 //! holding only the pods that changed.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Seek, SeekFrom};
@@ -120,7 +121,7 @@ impl<'de> Deserialize<'de> for Items {
             ) -> Result<Items, A::Error> {
                 let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
                 while let Some(pod) = seq.next_element::<SlimPod>()? {
-                    out.push(pod.view());
+                    out.push(view(pod));
                 }
                 Ok(Items(out))
             }
@@ -145,7 +146,7 @@ impl Document {
                 if pod.name().is_none_or(str::is_empty) {
                     return Err(bad("a Pod without metadata.name".into()));
                 }
-                out.push(pod.view());
+                out.push(view(pod));
                 Ok(())
             }
             Some(kind) => Err(bad(format!(
@@ -237,6 +238,35 @@ const RESYNC: usize = 256;
 /// is first read nor between versions.
 const CHUNK: usize = 256 << 10;
 
+thread_local! {
+    /// The selection (`source.namespaces`, `source.label_selector`) of the read in progress on
+    /// this thread, set by [`Selecting`]. Each pod is selected as it is parsed, where its labels
+    /// are at hand, so that no version holds every pod's labels; serde gives the list visitor
+    /// ([`Items`]) no other way to know it.
+    static SELECTION: RefCell<Selection> = RefCell::new(Selection::default());
+}
+
+/// Sets this thread's [`SELECTION`] until dropped.
+struct Selecting;
+
+impl Selecting {
+    fn enter(selection: &Selection) -> Selecting {
+        SELECTION.set(selection.clone());
+        Selecting
+    }
+}
+
+impl Drop for Selecting {
+    fn drop(&mut self) {
+        SELECTION.set(Selection::default());
+    }
+}
+
+/// A parsed pod as this thread's read delivers it.
+fn view(pod: SlimPod) -> PodView {
+    SELECTION.with_borrow(|selection| pod.view(selection))
+}
+
 /// Reads a JSON list a chunk at a time, item by item, comparing it in order with the last version
 /// applied (`index`) where there is one: an item whose text is the same as the item expected at
 /// its place is checked by its hash alone, so only the items that differ are scanned as JSON and
@@ -293,7 +323,7 @@ fn walk(
                     let Ok(pod) = serde_json::from_slice::<SlimPod>(text) else {
                         return Ok(None);
                     };
-                    parsed(hash, pod.view());
+                    parsed(hash, view(pod));
                 }
                 moved.push(hash);
                 let Ok(len) = u32::try_from(len) else {
@@ -628,7 +658,7 @@ fn items(text: &str, raw: Vec<&RawValue>) -> Result<Content, ParseError> {
         items.push(Item { hash, len });
         let pod: SlimPod =
             serde_json::from_str(item.get()).map_err(|e| json_error(text, offset(item), e))?;
-        parsed.push((hash, pod.view()));
+        parsed.push((hash, view(pod)));
     }
     let layout = Layout::new(&text.as_bytes()[..head], items, &text.as_bytes()[tail..]);
     Ok(Content::Items {
@@ -822,7 +852,8 @@ pub fn load(
     mut deliver: impl FnMut(PodEvent),
 ) -> Result<First, FileError> {
     let start = || PodEvent::Init(Scope::Cluster);
-    let pod = |pod| PodEvent::InitApply(Scope::Cluster, selection.select(pod));
+    let _selecting = Selecting::enter(selection);
+    let pod = |pod| PodEvent::InitApply(Scope::Cluster, pod);
     let ((fingerprint, pods, index), stamp) = read_file(path, |file| {
         deliver(start());
         let mut keys = Vec::new();
@@ -1182,7 +1213,9 @@ pub async fn watch(
         let mut taken = index.take();
         let events_since = dir_watch.clone();
         let replaced_only = dir_watch.as_deref().is_some_and(|w| !w.written_in_place());
+        let selection = selection.clone();
         let result = tokio::task::spawn_blocking(move || {
+            let _selecting = Selecting::enter(&selection);
             let since = || events_since.as_ref().map_or(Seen::Nothing, |w| w.since());
             let result = reread(&p, now, &mut taken, replaced_only, since);
             (result, taken)
@@ -1227,7 +1260,6 @@ pub async fn watch(
                 let sent = match reread.version {
                     Version::Whole(pods) => {
                         info!(path = %path.display(), pods = reread.pods, "pods file changed; applying it whole");
-                        let pods = pods.into_iter().map(|pod| selection.select(pod));
                         send_list(&events, pods, at).await
                     }
                     Version::Changes { delete, apply } => {
@@ -1238,7 +1270,6 @@ pub async fn watch(
                             gone = delete.len(),
                             "pods file changed; applying the pods that changed"
                         );
-                        let apply = apply.into_iter().map(|pod| selection.select(pod)).collect();
                         let event = PodEvent::Changes { delete, apply };
                         events.send(Received { at, event }).await
                     }
@@ -1286,7 +1317,7 @@ async fn next_event(dir_watch: Option<&DirWatch>) -> std::io::Result<Seen> {
 /// Sends a whole version as one list; `at` is when the change reached roster.
 async fn send_list(
     events: &mpsc::Sender<Received>,
-    pods: impl Iterator<Item = PodView>,
+    pods: Vec<PodView>,
     at: Instant,
 ) -> Result<(), mpsc::error::SendError<Received>> {
     let send = |event| events.send(Received { at, event });

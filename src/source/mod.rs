@@ -12,7 +12,6 @@ pub mod kubernetes;
 pub mod selection;
 mod slim;
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -122,9 +121,6 @@ pub struct PodView {
     /// `metadata.creationTimestamp` in seconds since the Unix epoch.
     pub created: Option<i64>,
     pub ports: Vec<PortView>,
-    /// Every label, where the source selects pods by label itself (the pods file; see
-    /// [`selection`]); empty where the API server has selected them.
-    pub labels: BTreeMap<String, String>,
 }
 
 impl PodView {
@@ -209,7 +205,6 @@ impl PodView {
             finished,
             created: meta.creation_timestamp.as_ref().map(|t| t.0.as_second()),
             ports,
-            labels: BTreeMap::new(),
         }
     }
 }

@@ -17,24 +17,20 @@ pub struct Selection {
 }
 
 impl Selection {
-    pub fn admits(&self, pod: &PodView) -> bool {
-        (self.namespaces.is_empty() || self.namespaces.contains(&pod.namespace))
-            && self.labels.as_ref().is_none_or(|s| s.matches(&pod.labels))
+    pub fn admits(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
+        (self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == namespace))
+            && self.labels.as_ref().is_none_or(|s| s.matches(labels))
     }
+}
 
-    /// `pod` as a source that selects by itself delivers it: as it is when selected, else as a
-    /// pod that claims no name, so that a pod that leaves the selection leaves the zone, as
-    /// it does when the API server stops sending it.
-    pub fn select(&self, pod: PodView) -> PodView {
-        if self.admits(&pod) {
-            pod
-        } else {
-            PodView {
-                namespace: pod.namespace,
-                name: pod.name,
-                ..PodView::default()
-            }
-        }
+/// A pod outside a source's selection as the source delivers it: by its name only, claiming
+/// nothing, so that a pod that leaves the selection leaves the zone, as it does when the API
+/// server stops sending it.
+pub fn unselected(pod: PodView) -> PodView {
+    PodView {
+        namespace: pod.namespace,
+        name: pod.name,
+        ..PodView::default()
     }
 }
 
@@ -262,30 +258,27 @@ mod tests {
     }
 
     #[test]
-    fn a_pod_outside_the_selection_claims_nothing() {
+    fn namespaces_and_labels_both_select() {
         let selection = Selection {
             namespaces: vec!["prod".into()],
             labels: Some(LabelSelector::parse("app=db").unwrap()),
         };
-        let pod = |ns: &str, app: &str| PodView {
-            namespace: ns.into(),
+        let app = |v: &str| BTreeMap::from([("app".to_owned(), v.to_owned())]);
+        assert!(selection.admits("prod", &app("db")));
+        assert!(!selection.admits("staging", &app("db")));
+        assert!(!selection.admits("prod", &app("web")));
+        assert!(Selection::default().admits("any", &BTreeMap::new()));
+        let pod = PodView {
+            namespace: "prod".into(),
             name: "db-0".into(),
             label_service: Some("db".into()),
-            labels: [("app".to_owned(), app.to_owned())].into(),
             ..PodView::default()
         };
-        assert_eq!(selection.select(pod("prod", "db")), pod("prod", "db"));
-        for (what, p) in [
-            ("namespace", pod("staging", "db")),
-            ("labels", pod("prod", "web")),
-        ] {
-            let bare = PodView {
-                namespace: p.namespace.clone(),
-                name: p.name.clone(),
-                ..PodView::default()
-            };
-            assert_eq!(selection.select(p), bare, "{what}");
-        }
-        assert!(Selection::default().admits(&pod("any", "thing")));
+        let bare = unselected(pod);
+        assert_eq!(
+            (bare.namespace.as_str(), bare.name.as_str()),
+            ("prod", "db-0")
+        );
+        assert_eq!(bare.label_service, None, "claims nothing");
     }
 }

@@ -19,6 +19,7 @@ use serde::de::{Error, Unexpected};
 use serde::{Deserialize, Deserializer};
 
 use super::PodView;
+use super::selection::{Selection, unselected};
 
 /// A Pod's metadata, spec and status, each read only for what roster uses. Its `kind` and
 /// `apiVersion`, when present, must be a Pod's, as k8s-openapi requires.
@@ -99,12 +100,16 @@ impl SlimPod {
         }
     }
 
-    /// The pod as roster reads it, with every label (the file source selects by them).
-    pub fn view(self) -> PodView {
-        let mut pod = self.into_pod();
-        let mut view = PodView::from_pod(&pod);
-        view.labels = pod.metadata.labels.take().unwrap_or_default();
-        view
+    /// The pod as roster reads it; outside `selection`, a pod that claims nothing.
+    pub fn view(self, selection: &Selection) -> PodView {
+        let pod = self.into_pod();
+        let view = PodView::from_pod(&pod);
+        let labels = pod.metadata.labels.unwrap_or_default();
+        if selection.admits(&view.namespace, &labels) {
+            view
+        } else {
+            unselected(view)
+        }
     }
 
     /// The name in `metadata.name`, if any.
@@ -172,7 +177,7 @@ mod tests {
     use super::*;
 
     /// Read the slim way or whole, every pod the tests and the shared fixtures hold means the
-    /// same: the slim types read every field `PodView::from_pod` uses, and every label.
+    /// same: the slim types read every field `PodView::from_pod` uses.
     #[test]
     fn slim_and_full_pods_mean_the_same() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pods");
@@ -245,13 +250,11 @@ mod tests {
                 let text = pod.to_string();
                 let full: Pod = serde_json::from_str(&text).unwrap();
                 let slim: SlimPod = serde_json::from_str(&text).unwrap();
-                // ...and keeps every label, for the file source's selection.
-                let labels = full.metadata.labels.clone().unwrap_or_default();
-                let full = PodView {
-                    labels,
-                    ..PodView::from_pod(&full)
-                };
-                assert_eq!(slim.view(), full, "{text}");
+                assert_eq!(
+                    slim.view(&Selection::default()),
+                    PodView::from_pod(&full),
+                    "{text}"
+                );
                 compared += 1;
             }
         }
