@@ -315,3 +315,61 @@ fn edns_options_are_ignored_unless_unreadable() {
         }
     }
 }
+
+/// Options cut short are read as hickory reads them, so the fast path answers exactly what the
+/// general path answers: a lone code or data running past the OPT record drops the options (the
+/// query is answered as without them); one or three stray bytes, or a length beyond the whole
+/// record, are FORMERR.
+#[test]
+fn options_cut_short_are_read_as_the_general_path_reads_them() {
+    let h = handler();
+    let src = "127.0.0.1:5353".parse().unwrap();
+    let plain = query(
+        "db.prod.roster.internal.",
+        RecordType::SRV,
+        Some(1232),
+        false,
+        false,
+    );
+    let mut expected = Vec::new();
+    h.answer_by(Path::General, &plain, src, Transport::Udp, &mut expected)
+        .unwrap();
+    let cookie: &[u8] = &[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
+    // (what, the OPT record's RDATA after a cookie, answered as without options)
+    let cases: [(&str, &[u8], bool); 7] = [
+        ("a lone code", &[0, 3], true),
+        ("a lone client-subnet code", &[0, 8], true),
+        ("data running past the record", &[0, 3, 0, 9, 1, 2], true),
+        (
+            "a client subnet running past the record",
+            &[0, 8, 0, 8, 0, 1, 24],
+            true,
+        ),
+        ("one stray byte", &[0], false),
+        ("three stray bytes", &[0, 3, 0], false),
+        (
+            "a length beyond the whole record",
+            &[0, 3, 0xff, 0xff, 1],
+            false,
+        ),
+    ];
+    for (what, rest, answered) in cases {
+        let q = with_options(&plain, &[cookie, rest]);
+        for transport in [Transport::Udp, Transport::Tcp] {
+            let label = format!("{what}, {transport:?}");
+            assert_eq!(
+                compare(&h, &q, transport, &label),
+                answered,
+                "{label}: fast"
+            );
+            let mut out = Vec::new();
+            h.answer_by(Path::Any, &q, src, transport, &mut out)
+                .unwrap();
+            if answered {
+                assert_eq!(out, expected, "{label}: as without options");
+            } else {
+                assert_eq!(out[3] & 0x0f, 1, "{label}: FORMERR");
+            }
+        }
+    }
+}

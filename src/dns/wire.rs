@@ -82,8 +82,8 @@ fn u16_at(p: &[u8], i: usize) -> u16 {
 }
 
 /// Parses the common query: opcode QUERY, one question in class IN with an uncompressed name,
-/// no answer or authority records, and at most an OPT record (version 0, its options well laid
-/// out). Anything else is `None` and goes to the general path, which answers every case.
+/// no answer or authority records, and at most an OPT record (version 0, its options readable).
+/// Anything else is `None` and goes to the general path, which answers every case.
 /// Options are read and ignored (RFC 6891 §6.1.2): roster sends no NSID (RFC 5001 lets a server
 /// leave it unanswered) and scopes no answer to a client subnet (RFC 7871 §7.2.1).
 pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
@@ -132,16 +132,26 @@ pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
         }
         let rdlen = u16_at(p, end + 9) as usize;
         let options = p.get(end + 11..end + 11 + rdlen)?;
+        // The options as hickory reads them, so that both paths answer alike: one cut short
+        // (a lone code, or data running past the RDATA) drops the options, and the query is
+        // answered; one or three stray bytes, or a length beyond the whole RDATA, are FORMERR,
+        // from the general path.
         let mut o = 0;
         while o < options.len() {
-            if o + 4 > options.len() {
-                return None;
+            match options.len() - o {
+                2 => break,
+                1 | 3 => return None,
+                _ => {}
             }
             let code = u16_at(options, o);
             let len = u16_at(options, o + 2) as usize;
-            let data = options.get(o + 4..o + 4 + len)?;
-            // A client subnet that cannot be read is FORMERR (RFC 7871 §7.2.1), from the
-            // general path.
+            if len > rdlen {
+                return None;
+            }
+            let Some(data) = options.get(o + 4..o + 4 + len) else {
+                break;
+            };
+            // A client subnet that cannot be read is FORMERR (RFC 7871 §7.2.1).
             if code == OPTION_CLIENT_SUBNET && !client_subnet_reads(data) {
                 return None;
             }
