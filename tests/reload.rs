@@ -404,26 +404,25 @@ fn the_file_serves_the_pods_its_selection_admits() {
     let served = |ip: &str| (ResponseCode::NoError, vec![ip.to_owned()]);
     let none = || (ResponseCode::NXDomain, vec![]);
     assert_eq!(answers(&r), [served("10.1.0.1"), none(), none()]);
+    // Writes `pods`, then waits for `want` and for `log` in the log.
+    let expect = |pods: &str, want: [(ResponseCode, Vec<String>); 3], log: &str| {
+        r.write_pods(pods);
+        let took = r.eventually(WITHIN, || answers(&r) == want);
+        assert!(took.is_some(), "{:?}\n{}", answers(&r), r.log());
+        assert!(r.log().contains(log), "{}", r.log());
+    };
     // db-0 leaves the selection and db-1 enters it, in a version compared item by item.
-    r.write_pods(&version("web", "cache"));
-    let want = [none(), served("10.1.0.2"), none()];
-    assert!(
-        r.eventually(WITHIN, || answers(&r) == want).is_some(),
-        "{:?}\n{}",
-        answers(&r),
-        r.log()
+    expect(
+        &version("web", "cache"),
+        [none(), served("10.1.0.2"), none()],
+        "pods=3 changed=2 gone=0",
     );
-    assert!(r.log().contains("pods=3 changed=2 gone=0"), "{}", r.log());
     // Back, in a version read whole (JSON is YAML, and a comment first makes it read as such).
-    r.write_pods(&format!("# as YAML\n{}", version("data", "web")));
-    let want = [served("10.1.0.1"), none(), none()];
-    assert!(
-        r.eventually(WITHIN, || answers(&r) == want).is_some(),
-        "{:?}\n{}",
-        answers(&r),
-        r.log()
+    expect(
+        &format!("# as YAML\n{}", version("data", "web")),
+        [served("10.1.0.1"), none(), none()],
+        "applying it whole",
     );
-    assert!(r.log().contains("applying it whole"), "{}", r.log());
 }
 
 /// A writer that replaces the file (by renames) faster than roster can read it still gets its
