@@ -250,8 +250,8 @@ thread_local! {
 struct Selecting;
 
 impl Selecting {
-    fn enter(selection: &Selection) -> Selecting {
-        SELECTION.set(selection.clone());
+    fn enter(selection: Selection) -> Selecting {
+        SELECTION.set(selection);
         Selecting
     }
 }
@@ -852,7 +852,7 @@ pub fn load(
     mut deliver: impl FnMut(PodEvent),
 ) -> Result<First, FileError> {
     let start = || PodEvent::Init(Scope::Cluster);
-    let _selecting = Selecting::enter(selection);
+    let _selecting = Selecting::enter(selection.clone());
     let pod = |pod| PodEvent::InitApply(Scope::Cluster, pod);
     let ((fingerprint, pods, index), stamp) = read_file(path, |file| {
         deliver(start());
@@ -1215,7 +1215,7 @@ pub async fn watch(
         let replaced_only = dir_watch.as_deref().is_some_and(|w| !w.written_in_place());
         let selection = selection.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let _selecting = Selecting::enter(&selection);
+            let _selecting = Selecting::enter(selection);
             let since = || events_since.as_ref().map_or(Seen::Nothing, |w| w.since());
             let result = reread(&p, now, &mut taken, replaced_only, since);
             (result, taken)
