@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -71,11 +71,13 @@ fn scopes(source: &SourceConfig) -> Vec<Scope> {
 
 /// Prepares the configured source: reads the pods file (its pods go to `events` as they are
 /// read), or builds the Kubernetes client. Fails on the operator's input; an unreachable API
-/// server is not a failure (roster retries).
+/// server is not a failure (roster retries). The pods file is read again at each notification
+/// of `reread`.
 async fn prepare(
     config: &Config,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
+    reread: Arc<Notify>,
     events: &mpsc::Sender<Received>,
 ) -> Result<Source, RunError> {
     match &config.source {
@@ -86,7 +88,12 @@ async fn prepare(
             Ok(Source {
                 name: "pods file watcher",
                 start: Box::new(move |events| {
-                    tokio::spawn(file::watch(path, first, selection, events, metrics, stop))
+                    let watch = file::Watch {
+                        path,
+                        selection,
+                        reread,
+                    };
+                    tokio::spawn(file::watch(watch, first, events, metrics, stop))
                 }),
             })
         }
@@ -124,14 +131,25 @@ pub async fn check(config: &Config) -> Result<String, RunError> {
     }
 }
 
-/// Runs roster until `shutdown` is cancelled.
-pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+/// Runs roster until `shutdown` is cancelled. Each notification of `reread` (SIGHUP) makes the
+/// file source read its file again at once; the Kubernetes source has nothing to read.
+pub async fn serve(
+    config: Config,
+    shutdown: CancellationToken,
+    reread: Arc<Notify>,
+) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::new(Arc::new(Health::default())));
     // Everything but readiness stops on `stop`, which follows `shutdown` after the drain.
     let stop = CancellationToken::new();
     let published = Arc::new(Published::empty());
-    let mut pipeline =
-        Pipeline::start(&config, metrics.clone(), published.clone(), stop.clone()).await?;
+    let mut pipeline = Pipeline::start(
+        &config,
+        metrics.clone(),
+        published.clone(),
+        stop.clone(),
+        reread,
+    )
+    .await?;
     let bound = listen::bind(&config.listen, config.workers, config.udp_receive_buffer)
         .map_err(RunError::from)
         .and_then(|listeners| match config.admin_listen {
@@ -235,6 +253,7 @@ impl Pipeline {
         metrics: Arc<Metrics>,
         published: Arc<Published>,
         stop: CancellationToken,
+        reread: Arc<Notify>,
     ) -> Result<Pipeline, RunError> {
         let (prepared, prepared_rx) = oneshot::channel();
         let (ended_tx, ended) = oneshot::channel();
@@ -256,7 +275,8 @@ impl Pipeline {
                     let membership = Membership::new(config.identity, scopes(&config.source))
                         .with_metrics(metrics.clone());
                     let membership = tokio::spawn(membership.run(receiver, published));
-                    let prepared_source = prepare(&config, metrics, stop.clone(), &events).await;
+                    let prepared_source =
+                        prepare(&config, metrics, stop.clone(), reread, &events).await;
                     let source = match prepared_source {
                         Ok(source) => {
                             let _ = prepared.send(Ok(()));

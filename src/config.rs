@@ -510,6 +510,37 @@ impl Config {
         })
     }
 
+    /// The keys (`section.key`, as the file names them) whose values differ between two
+    /// configurations, in the file's order; empty when they are the same.
+    pub fn changed_keys(&self, other: &Config) -> Vec<String> {
+        fn keyed(text: &str) -> Vec<(String, &str)> {
+            let mut section = "";
+            let mut keys = Vec::new();
+            for line in text.lines() {
+                if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                    section = name;
+                } else if let Some((key, value)) = line.split_once(" = ") {
+                    keys.push((format!("{section}.{key}"), value));
+                }
+            }
+            keys
+        }
+        let (this, that) = (self.to_toml(), other.to_toml());
+        let (this, that) = (keyed(&this), keyed(&that));
+        let value = |keys: &[(String, &'_ str)], key: &str| {
+            keys.iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.to_string())
+        };
+        let mut changed: Vec<String> = Vec::new();
+        for (key, _) in this.iter().chain(&that) {
+            if value(&this, key) != value(&that, key) && !changed.contains(key) {
+                changed.push(key.clone());
+            }
+        }
+        changed
+    }
+
     /// The effective configuration as TOML, in the file's layout (`roster check-config`).
     pub fn to_toml(&self) -> String {
         let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
@@ -1045,6 +1076,23 @@ pods_file = "p.json"
             "[source]\npods_file=\"p.json\"\nnamespaces=[\"Prod\"]\nlabel_selector=\"a in b\"\n";
         let keys: Vec<String> = parse(bad).unwrap_err().into_iter().map(|p| p.key).collect();
         assert_eq!(keys, ["source.namespaces", "source.label_selector"]);
+    }
+
+    #[test]
+    fn changed_keys_name_the_section_and_the_key() {
+        let running = parse("[dns]\nttl = 5\n[source]\npods_file = \"p.yaml\"\n").unwrap();
+        assert_eq!(running.changed_keys(&running), Vec::<String>::new());
+        let edited = parse(
+            "[dns]\nttl = 30\n[admin]\nlisten = \"127.0.0.1:9153\"\n[source]\npods_file = \"p.yaml\"\n",
+        )
+        .unwrap();
+        assert_eq!(running.changed_keys(&edited), ["dns.ttl", "admin.listen"]);
+        // Keys only one source has count as changed, both ways.
+        let kube = parse("[source]\ntype = \"kubernetes\"\n").unwrap();
+        let keys = running.changed_keys(&kube);
+        assert!(keys.contains(&"source.type".to_owned()), "{keys:?}");
+        assert!(keys.contains(&"source.pods_file".to_owned()), "{keys:?}");
+        assert!(keys.contains(&"source.api_timeout".to_owned()), "{keys:?}");
     }
 }
 

@@ -4,12 +4,14 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use roster::config::{self, Config, Overrides};
+use roster::config::{self, Config, Overrides, SourceConfig};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// jemalloc groups allocations by size and returns freed pages to the system over time; with
 /// glibc's allocator, replacing pods for hours scatters free chunks among the identities that
@@ -78,7 +80,7 @@ struct StatusArgs {
     admin: SocketAddr,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct Settings {
     /// Configuration file.
     #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
@@ -148,6 +150,53 @@ fn main() -> ExitCode {
                 ExitCode::from(FAILURE)
             }
         },
+    }
+}
+
+/// What SIGHUP does. Operators send it to DNS servers to reload them, and its default action
+/// would end roster without a word. roster reads its pods file again at once, even where
+/// nothing says it changed, and reads its configuration file again: what changed there takes
+/// a restart, and the log names the keys, so that nobody takes a reload for a restart.
+struct Hangup {
+    settings: Settings,
+    /// The configuration roster runs with.
+    running: Config,
+    reread: Arc<Notify>,
+}
+
+impl Hangup {
+    fn handle(&self) {
+        match &self.running.source {
+            SourceConfig::File { path, .. } => {
+                info!(path = %path.display(), "SIGHUP: reading the pods file again");
+                self.reread.notify_one();
+            }
+            SourceConfig::Kubernetes(_) => {
+                info!(
+                    "SIGHUP: the Kubernetes source follows the API server; nothing to read again"
+                );
+            }
+        }
+        match self.settings.load() {
+            Ok(config) => {
+                let changed = self.running.changed_keys(&config);
+                if changed.is_empty() {
+                    info!(config = %self.settings.config.display(), "SIGHUP: configuration unchanged");
+                } else {
+                    warn!(
+                        config = %self.settings.config.display(),
+                        changed = ?changed,
+                        "SIGHUP: the configuration file differs from the one roster started with; \
+                         it is read only at start: restart roster to apply it"
+                    );
+                }
+            }
+            Err(e) => warn!(
+                error = %e,
+                "SIGHUP: the configuration file does not load; roster runs on with the \
+                 configuration it started with"
+            ),
+        }
     }
 }
 
@@ -244,9 +293,15 @@ fn serve(settings: &Settings) -> ExitCode {
         }
     };
     let shutdown = CancellationToken::new();
+    let hangup = Hangup {
+        settings: settings.clone(),
+        running: config.clone(),
+        reread: Arc::new(Notify::new()),
+    };
+    let reread = hangup.reread.clone();
     let result = runtime.block_on(async {
-        tokio::spawn(signal(shutdown.clone()));
-        roster::app::serve(config, shutdown).await
+        tokio::spawn(signal(shutdown.clone(), hangup));
+        roster::app::serve(config, shutdown, reread).await
     });
     // A blocking read of the pods file must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -260,11 +315,13 @@ fn serve(settings: &Settings) -> ExitCode {
 }
 
 /// Cancels `shutdown` at the first SIGTERM or SIGINT; a second one ends the process at once.
-async fn signal(shutdown: CancellationToken) {
+/// SIGHUP does what [`Hangup`] says.
+async fn signal(shutdown: CancellationToken, hangup: Hangup) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         error!("cannot install signal handlers; stop roster with SIGKILL");
         return;
@@ -273,6 +330,10 @@ async fn signal(shutdown: CancellationToken) {
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
+            _ = hup.recv() => {
+                hangup.handle();
+                continue;
+            }
         };
         if shutdown.is_cancelled() {
             error!(signal = name, "second signal during shutdown; exiting now");

@@ -191,6 +191,39 @@ fn sigterm_and_sigint_exit_0_within_5_seconds() {
 }
 
 #[test]
+fn sighup_keeps_roster_serving_and_names_what_needs_a_restart() {
+    let mut r = Roster::start(&world());
+    let db0 = query("db-0.db.prod.roster.internal.", RecordType::A);
+    let ttl = |r: &Roster| udp(r.addr, &db0).0.answers[0].ttl;
+    r.send("-HUP");
+    r.wait_log("SIGHUP: configuration unchanged", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("{}", r.log()));
+
+    // An edited configuration is not applied, and the log says which keys wait for a restart.
+    let config = r.dir.join("roster.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("[dns]\n", "[dns]\nttl = 30\n")).unwrap();
+    r.send("-HUP");
+    let line = r
+        .wait_log("restart roster to apply it", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("{}", r.log()));
+    assert!(line.contains("dns.ttl"), "names the key: {line}");
+    assert_eq!(ttl(&r), 5, "the running configuration stays");
+
+    // A configuration that no longer loads is reported, not applied.
+    std::fs::write(&config, "[dns\n").unwrap();
+    r.send("-HUP");
+    r.wait_log("configuration file does not load", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("{}", r.log()));
+    assert_eq!(ttl(&r), 5);
+
+    let (status, _) = r
+        .signal("-TERM", Duration::from_secs(5))
+        .expect("still running after three SIGHUPs, and stops at SIGTERM");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
 fn repeated_listen_and_zone_flags_and_pods_file_override() {
     let other = temp_dir();
     std::fs::write(other.join("elsewhere.yaml"), db_pod(0, "10.9.0.1", true)).unwrap();

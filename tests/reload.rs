@@ -210,6 +210,26 @@ fn a_file_written_in_place_is_applied_once_complete() {
 }
 
 #[test]
+fn sighup_reads_the_pods_file_again() {
+    let r = Roster::start(&world());
+    let db0 = "db-0.db.prod.roster.internal.";
+    r.send("-HUP");
+    r.wait_log("pods file read again; unchanged", WITHIN)
+        .unwrap_or_else(|| panic!("SIGHUP reads the file\n{}", r.log()));
+    // A broken version is reported at each SIGHUP, and the last good one is still served.
+    r.write_pods("kind: Deployment\n");
+    r.wait_log("failures_total=1", WITHIN)
+        .unwrap_or_else(|| panic!("the failure is logged\n{}", r.log()));
+    r.send("-HUP");
+    r.wait_log("failures_total=2", WITHIN)
+        .unwrap_or_else(|| panic!("SIGHUP reads the broken file again\n{}", r.log()));
+    assert_eq!(
+        a(&r, db0),
+        (ResponseCode::NoError, vec!["10.1.0.1".to_string()])
+    );
+}
+
+#[test]
 fn an_unchanged_rewrite_changes_nothing() {
     let r = Roster::start(&world());
     let before = serial(&r);

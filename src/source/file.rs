@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -1135,17 +1135,31 @@ impl Versions {
     }
 }
 
+/// What [`watch`] watches.
+pub struct Watch {
+    pub path: PathBuf,
+    /// `source.namespaces` and `source.label_selector`.
+    pub selection: Selection,
+    /// Each notification reads the file at once, even when nothing says it changed (SIGHUP:
+    /// a network filesystem may show a changed file with its old size and times for a while).
+    pub reread: Arc<Notify>,
+}
+
 /// Watches the file from its `first` version (already delivered, see [`load_into`]) until
 /// `shutdown`, sending every new version that parses. Versions that do not parse are logged and
 /// skipped; the zone keeps the last good version.
 pub async fn watch(
-    path: PathBuf,
+    watch: Watch,
     first: First,
-    selection: Selection,
     events: mpsc::Sender<Received>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
+    let Watch {
+        path,
+        selection,
+        reread: asked,
+    } = watch;
     let health = metrics.health();
     let mut applied = (first.stamp, first.fingerprint);
     health.synced();
@@ -1163,6 +1177,8 @@ pub async fn watch(
     // What the directory's events last said about the file: read at once when it was replaced
     // (`again`), never while it is being written (`writing`), else when polls agree.
     let (mut again, mut writing) = (false, false);
+    // Asked to read the file whatever its stamp says, once no write is in progress.
+    let mut forced = false;
     // A steady cadence, however many events arrive in between.
     let mut polls = tokio::time::interval(POLL);
     polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1172,6 +1188,11 @@ pub async fn watch(
         } else {
             tokio::select! {
                 () = shutdown.cancelled() => return,
+                () = asked.notified() => {
+                    forced = true;
+                    noticed.get_or_insert_with(Instant::now);
+                    true
+                }
                 _ = polls.tick() => false,
                 result = next_event(dir_watch.as_deref()) => {
                     let event = result.unwrap_or_else(|e| {
@@ -1202,13 +1223,14 @@ pub async fn watch(
             }
             seen = now;
         }
-        if now == applied.0 {
+        if now == applied.0 && !forced {
             noticed = None;
             continue;
         }
-        if !settled {
+        if !settled && !forced {
             continue;
         }
+        let was_forced = std::mem::take(&mut forced);
         let p = path.clone();
         let mut taken = index.take();
         let events_since = dir_watch.clone();
@@ -1255,6 +1277,9 @@ pub async fn watch(
                 let unchanged = reread.fingerprint == applied.1;
                 applied = (reread.stamp, reread.fingerprint);
                 if unchanged {
+                    if was_forced {
+                        info!(path = %path.display(), pods = reread.pods, "pods file read again; unchanged");
+                    }
                     continue;
                 }
                 let sent = match reread.version {

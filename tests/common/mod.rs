@@ -274,6 +274,13 @@ impl Roster {
         self.child.as_ref().unwrap().id()
     }
 
+    /// Sends `signal` (`-HUP`) and returns at once.
+    pub fn send(&self, signal: &str) {
+        let pid = self.pid().to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill {signal} {pid}");
+    }
+
     /// Sends SIGTERM and waits (at most `timeout`) for the exit.
     pub fn terminate(&mut self, timeout: Duration) -> Option<(ExitStatus, Duration)> {
         self.signal("-TERM", timeout)
