@@ -210,6 +210,35 @@ fn a_file_written_in_place_is_applied_once_complete() {
 }
 
 #[test]
+fn a_file_rewritten_in_place_at_its_old_size_and_time_is_applied() {
+    // What `rsync -a --inplace` or `cp -p` over the file do: new content at the old length,
+    // with the old modification time set back.
+    use std::io::Write;
+    let r = Roster::start(&world());
+    let path = r.pods_path();
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let text = world().replace("10.1.0.2", "10.1.0.9");
+    assert_eq!(text.len(), world().len());
+    let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f.set_modified(modified).unwrap();
+    drop(f);
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(
+        (meta.len(), meta.modified().unwrap()),
+        (world().len() as u64, modified)
+    );
+    let db1 = "db-1.db.prod.roster.internal.";
+    let done = r.eventually(WITHIN, || a(&r, db1).1 == ["10.1.0.9"]);
+    assert!(
+        done.is_some(),
+        "{db1} answers {:?}\n{}",
+        a(&r, db1),
+        r.log()
+    );
+}
+
+#[test]
 fn sighup_reads_the_pods_file_again() {
     let r = Roster::start(&world());
     let db0 = "db-0.db.prod.roster.internal.";

@@ -799,24 +799,33 @@ fn yaml_options(text: &str) -> serde_saphyr::Options {
     options
 }
 
-/// What identifies a version of the file without reading it.
+/// What identifies a version of the file without reading it. The inode's change time is part of
+/// it because the modification time is not enough: tools that copy times (`rsync -a --inplace`,
+/// `cp -p` over the file) can rewrite a file in place at its old size and modification time,
+/// while every write moves the change time, which no tool can set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Stamp {
     len: u64,
     modified: Option<SystemTime>,
     inode: u64,
+    /// The inode's change time (seconds, nanoseconds).
+    changed: (i64, i64),
 }
 
 fn stamp(path: &Path) -> std::io::Result<Stamp> {
     let meta = std::fs::metadata(path)?;
     #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    let (inode, changed) = {
+        use std::os::unix::fs::MetadataExt;
+        (meta.ino(), (meta.ctime(), meta.ctime_nsec()))
+    };
     #[cfg(not(unix))]
-    let inode = 0;
+    let (inode, changed) = (0, (0, 0));
     Ok(Stamp {
         len: meta.len(),
         modified: meta.modified().ok(),
         inode,
+        changed,
     })
 }
 
