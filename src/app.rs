@@ -11,10 +11,10 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::admin::{self, Admin};
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, Nsid, SourceConfig};
 use crate::dns::rrl::RateLimit;
 use crate::dns::{Handler, listen};
 use crate::membership::{Membership, Published};
@@ -192,12 +192,19 @@ pub async fn serve(
         });
     }
 
-    let handler = Arc::new(Handler::new(
-        config.zone.clone(),
-        config.max_udp_payload,
-        published,
-        metrics,
-    ));
+    let nsid = nsid(&config.nsid);
+    if let Some(id) = &nsid {
+        info!(nsid = %String::from_utf8_lossy(id), "answering NSID queries");
+    }
+    let handler = Arc::new(
+        Handler::new(
+            config.zone.clone(),
+            config.max_udp_payload,
+            published,
+            metrics,
+        )
+        .with_nsid(nsid),
+    );
     let rate_limit = RateLimit::new(
         config.rate_limit,
         config.rate_limit_slip,
@@ -225,6 +232,28 @@ pub async fn serve(
         info!("stopped");
     }
     result
+}
+
+/// The identifier sent to NSID queries: the configured text, or the host's name.
+fn nsid(nsid: &Nsid) -> Option<Box<[u8]>> {
+    match nsid {
+        Nsid::Off => None,
+        Nsid::Text(text) => Some(text.as_bytes().into()),
+        Nsid::Hostname => {
+            let mut name = [0u8; 256];
+            // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+            let r = unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) };
+            let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+            if r != 0 || len == 0 {
+                warn!(
+                    error = %std::io::Error::last_os_error(),
+                    "dns.nsid = true, but the host's name cannot be read; NSID queries go unanswered"
+                );
+                return None;
+            }
+            Some(name[..len].into())
+        }
+    }
 }
 
 /// The pod pipeline (source → membership → published snapshot) on a thread and runtime of its

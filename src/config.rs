@@ -54,6 +54,22 @@ pub enum SourceConfig {
 
 pub const DEFAULT_API_TIMEOUT: u64 = 90;
 
+/// What roster sends back to a query that asks who answered it (NSID, RFC 5001): with several
+/// replicas behind one address, `dig +nsid` tells which one did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Nsid {
+    /// Nothing (RFC 5001 lets a server leave the option unanswered).
+    #[default]
+    Off,
+    /// The host's name, read at start: in Kubernetes, the pod's name.
+    Hostname,
+    /// This text.
+    Text(String),
+}
+
+/// The longest `dns.nsid` text: an identifier, not a message.
+pub const NSID_MAX: usize = 128;
+
 /// The validated configuration roster runs with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -76,6 +92,7 @@ pub struct Config {
     pub workers: usize,
     /// Bytes of receive buffer asked for each UDP socket.
     pub udp_receive_buffer: usize,
+    pub nsid: Nsid,
     pub identity: IdentityConfig,
     pub source: SourceConfig,
     /// HTTP health, readiness, metrics and members; `None`: not served.
@@ -233,6 +250,7 @@ impl Config {
                 "udp_receive_buffer",
                 "nameserver",
                 "hostmaster",
+                "nsid",
             ],
         );
         w.known(
@@ -426,6 +444,7 @@ impl Config {
                 .map_or(DEFAULT_ZONE.to_owned(), |z| z.to_string())
         );
         let hostmaster = w.name(dns, "dns.", "hostmaster", &default_hostmaster);
+        let nsid = w.nsid(dns);
         let publish_not_ready = w.bool(members, "members.", "publish_not_ready", false);
         let protect_statefulset_names =
             w.bool(members, "members.", "protect_statefulset_names", false);
@@ -499,6 +518,7 @@ impl Config {
             rate_limit_exempt,
             workers,
             udp_receive_buffer,
+            nsid,
             identity: IdentityConfig {
                 publish_not_ready,
                 protect_statefulset_names,
@@ -611,6 +631,11 @@ impl Config {
         ));
         out.push_str(&format!("nameserver = {}\n", q(&z.nameserver.to_string())));
         out.push_str(&format!("hostmaster = {}\n", q(&z.hostmaster.to_string())));
+        out.push_str(&match &self.nsid {
+            Nsid::Off => "nsid = false\n".to_owned(),
+            Nsid::Hostname => "nsid = true\n".to_owned(),
+            Nsid::Text(text) => format!("nsid = {}\n", q(text)),
+        });
         out.push_str(&format!(
             "\n[members]\npublish_not_ready = {}\nprotect_statefulset_names = {}\nmax_pods = {}\nmax_per_service = {}\n",
             self.identity.publish_not_ready,
@@ -778,6 +803,35 @@ impl<'t> Walker<'t> {
                     format!("{} is out of range ({min} to {max})", i.as_str()),
                 );
                 default
+            }
+        }
+    }
+
+    /// `dns.nsid`: false, true (the host's name) or a text.
+    fn nsid(&mut self, dns: &DeTable<'_>) -> Nsid {
+        let Some((v, line)) = self.get(dns, "nsid") else {
+            return Nsid::Off;
+        };
+        match v.get_ref() {
+            DeValue::Boolean(false) => Nsid::Off,
+            DeValue::Boolean(true) => Nsid::Hostname,
+            DeValue::String(s)
+                if (1..=NSID_MAX).contains(&s.len())
+                    && s.bytes().all(|b| b.is_ascii_graphic() || b == b' ') =>
+            {
+                Nsid::Text(s.to_string())
+            }
+            DeValue::String(s) => {
+                let message = format!(
+                    "{s:?} is not an identifier: use 1 to {NSID_MAX} printable ASCII characters, \
+                     or true for the host's name"
+                );
+                self.problem(line, "dns.nsid", message);
+                Nsid::Off
+            }
+            other => {
+                self.wrong_type(line, "dns.nsid".into(), "true, false or a string", other);
+                Nsid::Off
             }
         }
     }
@@ -1076,6 +1130,47 @@ pods_file = "p.json"
             "[source]\npods_file=\"p.json\"\nnamespaces=[\"Prod\"]\nlabel_selector=\"a in b\"\n";
         let keys: Vec<String> = parse(bad).unwrap_err().into_iter().map(|p| p.key).collect();
         assert_eq!(keys, ["source.namespaces", "source.label_selector"]);
+    }
+
+    #[test]
+    fn nsid_is_off_the_host_name_or_a_text() {
+        let nsid = |value: &str| {
+            parse(&format!(
+                "[dns]\nnsid = {value}\n[source]\npods_file = \"p.yaml\"\n"
+            ))
+            .map(|c| c.nsid)
+            .map_err(|p| p[0].to_string())
+        };
+        let default = parse("[source]\npods_file = \"p.yaml\"\n").unwrap();
+        assert_eq!(default.nsid, Nsid::Off);
+        assert_eq!(nsid("false"), Ok(Nsid::Off));
+        assert_eq!(nsid("true"), Ok(Nsid::Hostname));
+        assert_eq!(nsid("\"roster a-1\""), Ok(Nsid::Text("roster a-1".into())));
+        let long = format!("\"{}\"", "x".repeat(NSID_MAX + 1));
+        for bad in ["\"\"", "\"café\"", "\"a\\nb\"", long.as_str()] {
+            let e = nsid(bad).unwrap_err();
+            assert!(
+                e.starts_with("line 2: dns.nsid: ") && e.contains("printable ASCII"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(
+            nsid("1")
+                .unwrap_err()
+                .contains("expected true, false or a string")
+        );
+        // The effective configuration reads back the same.
+        for value in ["false", "true", "\"roster a-1\""] {
+            let c = parse(&format!(
+                "[dns]\nnsid = {value}\n[source]\npods_file = \"p.yaml\"\n"
+            ))
+            .unwrap();
+            assert_eq!(parse(&c.to_toml()).unwrap().nsid, c.nsid, "{value}");
+            assert!(
+                c.to_toml().contains(&format!("nsid = {value}\n")),
+                "{value}"
+            );
+        }
     }
 
     #[test]

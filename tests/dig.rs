@@ -91,3 +91,36 @@ fn dig_falls_back_to_tcp_for_a_large_answer() {
     let (flags, _) = flags_and_status(&out);
     assert!(flags.contains("tc"), "{flags}");
 }
+
+/// `dig +nsid` names the server that answered when `dns.nsid` is set: its text, or with `true`
+/// the host's name; without it, dig shows none.
+#[test]
+fn dig_nsid_names_the_server_when_configured() {
+    let nsid = |r: &Roster, transport: &str| {
+        let out = dig(
+            r.addr,
+            &["+nsid", transport, "db-0.db.prod.roster.internal", "A"],
+        );
+        assert!(out.contains("10.1.0.1"), "{out}");
+        out.lines().find(|l| l.contains("; NSID:")).map(|l| {
+            l.rsplit('(')
+                .next()
+                .unwrap()
+                .trim_end_matches(')')
+                .to_owned()
+        })
+    };
+    let r = Roster::start(&world());
+    assert_eq!(nsid(&r, "+notcp"), None, "not configured");
+    let r = Roster::start_with("[dns]\nnsid = \"replica-a\"\n", &world(), &[]);
+    for transport in ["+notcp", "+tcp"] {
+        assert_eq!(
+            nsid(&r, transport).as_deref(),
+            Some("\"replica-a\""),
+            "{transport}"
+        );
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let r = Roster::start_with("[dns]\nnsid = true\n", &world(), &[]);
+    assert_eq!(nsid(&r, "+notcp"), Some(format!("\"{}\"", host.trim())));
+}

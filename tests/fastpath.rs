@@ -6,7 +6,9 @@
 #[path = "common/answer_world.rs"]
 mod answer_world;
 
-use answer_world::{NAMES, QTYPES, handler, query, with_options};
+use answer_world::{
+    NAMES, NSID, NSID_ASK, QTYPES, handler, handler_with_nsid, query, with_options,
+};
 use hickory_server::proto::op::{Message, MessageType, OpCode, Query};
 use hickory_server::proto::rr::{DNSClass, Name, RecordType};
 use roster::dns::{Handler, Path};
@@ -39,7 +41,14 @@ fn compare(h: &Handler, bytes: &[u8], transport: Transport, what: &str) -> bool 
 
 #[test]
 fn the_same_bytes_for_every_kind_of_answer() {
-    let h = handler();
+    for (h, nsid) in [(handler(), ""), (handler_with_nsid(), " dns.nsid")] {
+        same_bytes_for_every_kind_of_answer(&h, nsid);
+    }
+}
+
+/// Every name and type, with and without EDNS (sizes, DO, and an NSID option), header flags,
+/// over UDP and TCP: `compare` on each.
+fn same_bytes_for_every_kind_of_answer(h: &Handler, configured: &str) {
     let mut fast = 0;
     let mut total = 0;
     for name in NAMES {
@@ -55,18 +64,21 @@ fn the_same_bytes_for_every_kind_of_answer() {
                 for (rd, cd) in [(false, false), (true, false), (true, true)] {
                     let q = query(name, qtype, edns, rd, cd);
                     let mut dnssec_ok = q.clone();
+                    let mut variants = vec![(q.clone(), "")];
                     if edns.is_some() {
                         // The OPT record ends the query: its flags are 4 bytes from the end.
                         let at = dnssec_ok.len() - 4;
                         dnssec_ok[at] |= 0x80;
+                        variants.push((dnssec_ok, " DO"));
+                        variants.push((with_options(&q, &[NSID_ASK]), " NSID"));
                     }
                     for transport in [Transport::Udp, Transport::Tcp] {
-                        for (q, flag) in [(&q, ""), (&dnssec_ok, " DO")] {
+                        for (q, flag) in &variants {
                             let what = format!(
-                                "{name} {qtype} edns={edns:?}{flag} rd={rd} cd={cd} {transport:?}"
+                                "{name} {qtype} edns={edns:?}{flag} rd={rd} cd={cd} {transport:?}{configured}"
                             );
                             total += 1;
-                            if compare(&h, q, transport, &what) {
+                            if compare(h, q, transport, &what) {
                                 fast += 1;
                             }
                         }
@@ -78,8 +90,64 @@ fn the_same_bytes_for_every_kind_of_answer() {
     // Only truncated answers are left to the general path here.
     assert!(
         fast * 100 >= total * 95,
-        "the fast path answered {fast} of {total}"
+        "the fast path answered {fast} of {total}{configured}"
     );
+}
+
+/// The NSID option of a reply, if it has one.
+fn nsid_of(reply: &[u8]) -> Option<Vec<u8>> {
+    use hickory_server::proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    let m = Message::from_vec(reply).unwrap();
+    match m.edns?.option(EdnsCode::NSID)? {
+        EdnsOption::NSID(id) => Some(id.as_ref().to_vec()),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// With `dns.nsid` set, a query that carries an NSID option (empty, as RFC 5001 asks, or with
+/// data, which is ignored; alone or after a cookie) gets the identifier back, on every path and
+/// transport, within the client's UDP size; a query without one gets none; and without
+/// `dns.nsid` no query gets one.
+#[test]
+fn nsid_is_sent_when_configured_and_asked_for() {
+    let src = "127.0.0.1:5353".parse().unwrap();
+    let (with, without) = (handler_with_nsid(), handler());
+    for (name, qtype, size) in [
+        ("db-0.db.prod.roster.internal.", RecordType::A, 1232),
+        ("db.prod.roster.internal.", RecordType::SRV, 1232),
+        ("nope.prod.roster.internal.", RecordType::A, 1232),
+        ("example.com.", RecordType::A, 1232),
+        // Cut to fit 512 bytes, the option included (the general path's truncation).
+        ("big.prod.roster.internal.", RecordType::SRV, 512),
+    ] {
+        let plain = query(name, qtype, Some(size), false, false);
+        for options in [
+            &[NSID_ASK][..],
+            &[&[0, 3, 0, 3, b'a', b'b', b'c']],
+            &[COOKIE, NSID_ASK],
+        ] {
+            let asked = with_options(&plain, options);
+            for transport in [Transport::Udp, Transport::Tcp] {
+                let what = format!("{name} {qtype} {options:?} {transport:?}");
+                for path in [Path::Any, Path::General] {
+                    let mut out = Vec::new();
+                    with.answer_by(path, &asked, src, transport, &mut out)
+                        .unwrap();
+                    assert_eq!(nsid_of(&out).as_deref(), Some(NSID), "{what} {path:?}");
+                    if transport == Transport::Udp {
+                        assert!(out.len() <= size as usize, "{what}: {} bytes", out.len());
+                    }
+                    without
+                        .answer_by(path, &asked, src, transport, &mut out)
+                        .unwrap();
+                    assert_eq!(nsid_of(&out), None, "{what} {path:?}: dns.nsid unset");
+                    with.answer_by(path, &plain, src, transport, &mut out)
+                        .unwrap();
+                    assert_eq!(nsid_of(&out), None, "{what} {path:?}: not asked");
+                }
+            }
+        }
+    }
 }
 
 #[test]

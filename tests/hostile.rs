@@ -3,7 +3,7 @@
 //! answers the query's ID, is a response, carries a response code roster sends for bad input or
 //! a loaded zone (never SERVFAIL), and fits the transport: 512 bytes over UDP without EDNS, the
 //! client's EDNS payload size (512 to 1232) with it, 65,535 over TCP. Where the fast path
-//! answers, the general path gives the same bytes.
+//! answers, the general path gives the same bytes. Each case runs with `dns.nsid` unset and set.
 //!
 //! The same property runs for longer under `cargo fuzz` (see `fuzz/`).
 
@@ -12,16 +12,19 @@ mod answer_world;
 
 use std::sync::LazyLock;
 
-use answer_world::{NAMES, QTYPES, check_reply, handler, query, with_options};
+use answer_world::{NAMES, QTYPES, check_reply, handler, handler_with_nsid, query, with_options};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use roster::dns::Handler;
 use roster::metrics::Transport;
 
 static HANDLER: LazyLock<Handler> = LazyLock::new(handler);
+static WITH_NSID: LazyLock<Handler> = LazyLock::new(handler_with_nsid);
 
 fn check(bytes: &[u8], transport: Transport) -> Result<(), TestCaseError> {
-    check_reply(&HANDLER, bytes, transport).map_err(TestCaseError::fail)
+    check_reply(&HANDLER, bytes, transport).map_err(TestCaseError::fail)?;
+    check_reply(&WITH_NSID, bytes, transport)
+        .map_err(|e| TestCaseError::fail(format!("with dns.nsid: {e}")))
 }
 
 fn transport() -> impl Strategy<Value = Transport> {

@@ -12,9 +12,11 @@ use roster::dns::Handler;
 use roster::metrics::Transport;
 
 static HANDLER: LazyLock<Handler> = LazyLock::new(answer_world::handler);
+static WITH_NSID: LazyLock<Handler> = LazyLock::new(answer_world::handler_with_nsid);
 
 fuzz_target!(|bytes: &[u8]| {
-    // The first byte picks the transport, so that one corpus covers both size limits.
+    // The first byte picks the transport, so that one corpus covers both size limits, and
+    // whether `dns.nsid` is set.
     let Some((&pick, message)) = bytes.split_first() else {
         return;
     };
@@ -23,7 +25,8 @@ fuzz_target!(|bytes: &[u8]| {
     } else {
         Transport::Tcp
     };
-    if let Err(problem) = answer_world::check_reply(&HANDLER, message, transport) {
+    let handler = if pick & 2 == 0 { &HANDLER } else { &WITH_NSID };
+    if let Err(problem) = answer_world::check_reply(handler, message, transport) {
         panic!("{problem}");
     }
 });

@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 
 use super::wire::{self, Candidates, Full, Query, Writer};
-use super::{Handler, OPT_LEN, Reply, SOA_EXPIRE, SOA_REFRESH, SOA_RETRY};
+use super::{Handler, Reply, SOA_EXPIRE, SOA_REFRESH, SOA_RETRY};
 use crate::identity::Identity;
 use crate::metrics::Transport;
 use crate::zone::{self, AnswerKind, DomainName, QType, Rdata};
@@ -139,7 +139,12 @@ impl Handler {
         candidates: &mut Candidates,
     ) -> Result<Reply, Full> {
         let settings = &self.settings;
-        let opt = if query.edns.is_some() { OPT_LEN } else { 0 };
+        let nsid = query.edns.and_then(|e| self.nsid_for(e.nsid));
+        let opt = if query.edns.is_some() {
+            self.opt_len(nsid)
+        } else {
+            0
+        };
         let mut w = Writer::new(out, limit - opt, candidates);
         w.bytes(&[0; 12])?;
         w.question(query)?;
@@ -250,6 +255,7 @@ impl Handler {
             w.opt(
                 edns.payload.clamp(512, self.max_udp_payload),
                 edns.dnssec_ok,
+                nsid,
             )?;
             additionals += 1;
         }

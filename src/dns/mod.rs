@@ -26,6 +26,7 @@ use hickory_server::proto::op::{
     Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, Query, ResponseCode,
     emit_message_parts,
 };
+use hickory_server::proto::rr::rdata::opt::{EdnsCode, EdnsOption, NSIDPayload};
 use hickory_server::proto::rr::rdata::{A, AAAA, NS, PTR, SOA, SRV};
 use hickory_server::proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_server::proto::serialize::binary::{
@@ -75,6 +76,9 @@ impl OncePerMinute {
 /// Size of an OPT record with no options (RFC 6891 §6.1.2): root name, type, class, TTL, RDLEN.
 const OPT_LEN: usize = 11;
 
+/// The longest NSID roster sends: far below any answer's room (the configuration allows 128).
+const MAX_NSID: usize = 256;
+
 fn to_name(name: &DomainName) -> Name {
     let mut n = Name::from_labels(name.labels().iter().map(|l| l.as_bytes()))
         .expect("validated at configuration time");
@@ -92,6 +96,8 @@ pub struct Handler {
     origins: Vec<Name>,
     nameserver: Name,
     hostmaster: Name,
+    /// Sent to queries that carry an NSID option (RFC 5001); `None`: the option is ignored.
+    nsid: Option<Box<[u8]>>,
 }
 
 impl Handler {
@@ -109,7 +115,24 @@ impl Handler {
             settings,
             max_udp_payload,
             published,
+            nsid: None,
         }
+    }
+
+    /// Answers queries that ask for the server's identity (NSID, RFC 5001) with `nsid`.
+    pub fn with_nsid(mut self, nsid: Option<Box<[u8]>>) -> Self {
+        self.nsid = nsid.filter(|id| id.len() <= MAX_NSID);
+        self
+    }
+
+    /// The identifier to send in answer to a query, if it carries an NSID option (`asked`).
+    fn nsid_for(&self, asked: bool) -> Option<&[u8]> {
+        self.nsid.as_deref().filter(|_| asked)
+    }
+
+    /// The OPT record of an answer, in bytes: with the NSID option when one is sent.
+    fn opt_len(&self, nsid: Option<&[u8]>) -> usize {
+        OPT_LEN + nsid.map_or(0, |id| 4 + id.len())
     }
 
     fn target(&self, member: &Identity, zone: usize) -> Name {
@@ -413,10 +436,18 @@ impl Handler {
     pub fn respond(&self, request: &Request, out: &mut Vec<u8>) -> Reply {
         // RFC 6891 §6.2.3/6.2.5: sizes below 512 mean 512; offer at most our own maximum. The
         // DO flag is copied (RFC 3225 §3): the answer says it was read, and is unsigned.
+        let nsid = request
+            .edns
+            .as_ref()
+            .and_then(|e| self.nsid_for(e.option(EdnsCode::NSID).is_some()));
         let edns = request.edns.as_ref().map(|e| {
             let mut ours = Edns::new();
             ours.set_max_payload(e.max_payload().clamp(512, self.max_udp_payload));
             ours.set_dnssec_ok(e.flags().dnssec_ok);
+            if let Some(id) = nsid {
+                let id = NSIDPayload::new(id).expect("at most MAX_NSID bytes");
+                ours.options_mut().insert(EdnsOption::NSID(id));
+            }
             ours
         });
         let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
@@ -523,7 +554,11 @@ impl Handler {
         let limit = match request.protocol() {
             Protocol::Udp => edns.as_ref().map_or(512, |e| e.max_payload() as usize),
             _ => u16::MAX as usize,
-        } - if edns.is_some() { OPT_LEN } else { 0 };
+        } - if edns.is_some() {
+            self.opt_len(nsid)
+        } else {
+            0
+        };
         let fit = fit(
             query.original(),
             metadata,

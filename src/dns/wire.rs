@@ -27,6 +27,8 @@ pub const TYPE_AXFR: u16 = 252;
 pub const TYPE_ANY: u16 = 255;
 /// EDNS Client Subnet (RFC 7871).
 const OPTION_CLIENT_SUBNET: u16 = 8;
+/// Name Server Identifier (RFC 5001).
+const OPTION_NSID: u16 = 3;
 const CLASS_IN: u16 = 1;
 
 /// The EDNS part of a query.
@@ -35,6 +37,8 @@ pub struct Edns {
     pub payload: u16,
     /// DO, "DNSSEC answer OK": copied into the answer (RFC 3225 §3).
     pub dnssec_ok: bool,
+    /// The query carries an NSID option (RFC 5001), whatever its data.
+    pub nsid: bool,
 }
 
 /// A query the fast path can answer, borrowed from the packet.
@@ -84,8 +88,8 @@ fn u16_at(p: &[u8], i: usize) -> u16 {
 /// Parses the common query: opcode QUERY, one question in class IN with an uncompressed name,
 /// no answer or authority records, and at most an OPT record (version 0, its options readable).
 /// Anything else is `None` and goes to the general path, which answers every case.
-/// Options are read and ignored (RFC 6891 §6.1.2): roster sends no NSID (RFC 5001 lets a server
-/// leave it unanswered) and scopes no answer to a client subnet (RFC 7871 §7.2.1).
+/// Options are read and ignored (RFC 6891 §6.1.2), but for NSID, which is noted: roster scopes no
+/// answer to a client subnet (RFC 7871 §7.2.1).
 pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
     if p.len() < 17 {
         return None;
@@ -137,9 +141,13 @@ pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
         // answered; one or three stray bytes, or a length beyond the whole RDATA, are FORMERR,
         // from the general path.
         let mut o = 0;
+        let mut nsid = false;
         while o < options.len() {
             match options.len() - o {
-                2 => break,
+                2 => {
+                    nsid = false; // all the options dropped
+                    break;
+                }
                 1 | 3 => return None,
                 _ => {}
             }
@@ -149,16 +157,22 @@ pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
                 return None;
             }
             let Some(data) = options.get(o + 4..o + 4 + len) else {
+                nsid = false;
                 break;
             };
             // A client subnet that cannot be read is FORMERR (RFC 7871 §7.2.1).
             if code == OPTION_CLIENT_SUBNET && !client_subnet_reads(data) {
                 return None;
             }
+            nsid |= code == OPTION_NSID;
             o += 4 + len;
         }
         end += 11 + rdlen;
-        Some(Edns { payload, dnssec_ok })
+        Some(Edns {
+            payload,
+            dnssec_ok,
+            nsid,
+        })
     } else {
         None
     };
@@ -407,13 +421,23 @@ impl<'b> Writer<'b> {
         self.bytes(&a.octets())
     }
 
-    /// The OPT record of a response: our payload size, version 0, the query's DO flag, no
-    /// options.
-    pub fn opt(&mut self, payload: u16, dnssec_ok: bool) -> Result<(), Full> {
+    /// The OPT record of a response: our payload size, version 0, the query's DO flag, and the
+    /// NSID option when one is sent.
+    pub fn opt(&mut self, payload: u16, dnssec_ok: bool, nsid: Option<&[u8]>) -> Result<(), Full> {
         self.compressed += 1; // hickory counts the root name as compressed
         self.bytes(&[0, 0, 41])?;
         self.u16(payload)?;
-        self.bytes(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0])
+        self.bytes(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0])?;
+        match nsid {
+            Some(id) => {
+                // At most the handler's MAX_NSID bytes.
+                self.u16(4 + id.len() as u16)?;
+                self.u16(OPTION_NSID)?;
+                self.u16(id.len() as u16)?;
+                self.bytes(id)
+            }
+            None => self.u16(0),
+        }
     }
 }
 
@@ -464,7 +488,8 @@ mod tests {
             parsed.edns,
             Some(Edns {
                 payload: 1232,
-                dnssec_ok: false
+                dnssec_ok: false,
+                nsid: false,
             })
         );
         assert_eq!(
@@ -480,7 +505,14 @@ mod tests {
         // The cookie's code made NSID, then client subnet (family 0x0102: unreadable).
         let mut nsid = q.clone();
         nsid[12 + 10 + 12] = 3;
-        assert!(parse_query(&nsid).is_some(), "NSID: read and ignored");
+        let asks = |q: &[u8]| parse_query(q).and_then(|p| p.edns).map(|e| e.nsid);
+        assert_eq!(asks(&nsid), Some(true), "NSID: read and noted");
+        // Cut short by a lone option code after it: hickory drops every option.
+        let mut cut = nsid.clone();
+        cut.extend_from_slice(&[0, 9]);
+        let rdlen = 12 + 10 + 9;
+        cut[rdlen + 1] += 2;
+        assert_eq!(asks(&cut), Some(false), "NSID dropped with the options");
         let mut ecs = q.clone();
         ecs[12 + 10 + 12] = 8;
         assert!(

@@ -95,6 +95,17 @@ pub fn handler() -> Handler {
     )
 }
 
+/// The identifier [`handler_with_nsid`] sends to NSID queries (`dns.nsid`).
+pub const NSID: &[u8] = b"roster-a.example";
+
+/// An NSID option as clients send it: code 3, no data (RFC 5001 §2.1).
+pub const NSID_ASK: &[u8] = &[0, 3, 0, 0];
+
+/// [`handler`] with `dns.nsid` set to [`NSID`].
+pub fn handler_with_nsid() -> Handler {
+    handler().with_nsid(Some(NSID.into()))
+}
+
 pub fn query(name: &str, qtype: RecordType, edns: Option<u16>, rd: bool, cd: bool) -> Vec<u8> {
     let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = rd;
