@@ -76,6 +76,7 @@ workers = 2
 udp_receive_buffer = 4194304
 nameserver = "roster.roster-system.svc.cluster.local."
 hostmaster = "hostmaster.roster.internal."
+nsid = "roster-a"
 
 [members]
 publish_not_ready = true

@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use answer_world::{NAMES, QTYPES, check_reply, handler, handler_with_nsid, query, with_options};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
-use roster::dns::Handler;
+use roster::dns::{Handler, Path};
 use roster::metrics::Transport;
 
 static HANDLER: LazyLock<Handler> = LazyLock::new(handler);
@@ -124,6 +124,38 @@ fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
         }
     }
     bytes
+}
+
+/// The queries real clients send (dig and kdig with several options, glibc's and musl's
+/// resolvers; captured by `fuzz/seeds.sh` as the fuzz target's seeds, each a transport byte then
+/// the message) get sane replies with `dns.nsid` unset and set, from the fast path.
+#[test]
+fn real_clients_queries_get_sane_replies_from_the_fast_path() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/request");
+    let src = "192.0.2.7:5353".parse().unwrap();
+    let mut seeds = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("seed-") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let (&pick, message) = bytes.split_first().unwrap();
+        let transport = if pick & 1 == 0 {
+            Transport::Udp
+        } else {
+            Transport::Tcp
+        };
+        for (h, nsid) in [(&*HANDLER, ""), (&*WITH_NSID, " with dns.nsid")] {
+            check_reply(h, message, transport).unwrap_or_else(|e| panic!("{name}{nsid}: {e}"));
+            let mut out = Vec::new();
+            let fast = h.answer_by(Path::Fast, message, src, transport, &mut out);
+            assert!(fast.is_some(), "{name}{nsid}: the fast path declines it");
+        }
+        seeds += 1;
+    }
+    assert!(seeds >= 30, "{seeds} seeds in {}", dir.display());
 }
 
 proptest! {
