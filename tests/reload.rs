@@ -180,7 +180,12 @@ fn a_broken_file_keeps_the_last_good_answers_and_recovers() {
         "{}",
         r.log()
     );
-    assert!(r.log().contains("pods file is valid again"));
+    // Logged before the fixed version is applied; read from roster's stderr as it comes.
+    assert!(
+        r.wait_log("pods file is valid again", WITHIN).is_some(),
+        "{}",
+        r.log()
+    );
 }
 
 #[test]
@@ -458,7 +463,8 @@ fn the_file_serves_the_pods_its_selection_admits() {
         r.write_pods(pods);
         let took = r.eventually(WITHIN, || answers(&r) == want);
         assert!(took.is_some(), "{:?}\n{}", answers(&r), r.log());
-        assert!(r.log().contains(log), "{}", r.log());
+        // Logged before the version is applied; read from roster's stderr as it comes.
+        assert!(r.wait_log(log, WITHIN).is_some(), "{}", r.log());
     };
     // db-0 leaves the selection and db-1 enters it, in a version compared item by item.
     expect(
