@@ -399,7 +399,7 @@ def file_freshness(services, members, seconds=60, rate=1000):
           f"{r['programmed']:.0f} versions: {r['within']}")
 
 
-def file_sizes(sizes=(2_000, 5_000, 10_000), seconds=20):
+def file_sizes(sizes=(400, 2_000, 5_000, 10_000), seconds=20):
     """The file source's freshness by size of zone (N services x 5 members), under the same load
     as file_freshness: a version of a larger file costs more to read, and the core it shares
     with the DNS load stretches that time."""

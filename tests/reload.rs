@@ -485,9 +485,11 @@ fn the_file_serves_the_pods_its_selection_admits() {
 /// lands is complete, and is used.
 #[test]
 fn a_file_replaced_faster_than_it_is_read_is_still_followed() {
-    // 20,000 pods: a read takes long enough for several renames to land during it.
+    // 50,000 pods (21 MB): a read takes long enough for several renames to land during it, and
+    // the file is larger than those roster reads on its pipeline's own thread (16 MiB), so the
+    // read is handed to another thread, as for every large file.
     let version = |v: usize| {
-        let mut pods: Vec<(String, String)> = (0..20_000)
+        let mut pods: Vec<(String, String)> = (0..50_000)
             .map(|n| {
                 (
                     format!("db-{}", n + 1),
