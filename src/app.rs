@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -19,7 +19,7 @@ use crate::dns::rrl::RateLimit;
 use crate::dns::{Handler, listen};
 use crate::membership::{Membership, Published};
 use crate::metrics::Metrics;
-use crate::source::{Health, Received, Scope, file, kubernetes};
+use crate::source::{Health, ReadAgain, Received, Scope, file, kubernetes};
 
 /// Time between readiness dropping and the DNS listeners closing, when readiness is probed.
 pub const DRAIN: Duration = Duration::from_secs(1);
@@ -71,13 +71,13 @@ fn scopes(source: &SourceConfig) -> Vec<Scope> {
 
 /// Prepares the configured source: reads the pods file (its pods go to `events` as they are
 /// read), or builds the Kubernetes client. Fails on the operator's input; an unreachable API
-/// server is not a failure (roster retries). The pods file is read again at each notification
-/// of `reread`.
+/// server is not a failure (roster retries). The source reads its pods again at each change of
+/// `reread`.
 async fn prepare(
     config: &Config,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
-    reread: Arc<Notify>,
+    reread: ReadAgain,
     events: &mpsc::Sender<Received>,
 ) -> Result<Source, RunError> {
     match &config.source {
@@ -110,7 +110,9 @@ async fn prepare(
             Ok(Source {
                 name: "Kubernetes watcher",
                 start: Box::new(move |events| {
-                    tokio::spawn(kubernetes::watch(client, settings, events, metrics, stop))
+                    tokio::spawn(kubernetes::watch(
+                        client, settings, events, metrics, stop, reread,
+                    ))
                 }),
             })
         }
@@ -131,12 +133,12 @@ pub async fn check(config: &Config) -> Result<String, RunError> {
     }
 }
 
-/// Runs roster until `shutdown` is cancelled. Each notification of `reread` (SIGHUP) makes the
-/// file source read its file again at once; the Kubernetes source has nothing to read.
+/// Runs roster until `shutdown` is cancelled. Each change of `reread` (SIGHUP) makes the source
+/// read its pods again: the file at once, or a new list from the API server.
 pub async fn serve(
     config: Config,
     shutdown: CancellationToken,
-    reread: Arc<Notify>,
+    reread: ReadAgain,
 ) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::new(Arc::new(Health::default())));
     // Everything but readiness stops on `stop`, which follows `shutdown` after the drain.
@@ -282,7 +284,7 @@ impl Pipeline {
         metrics: Arc<Metrics>,
         published: Arc<Published>,
         stop: CancellationToken,
-        reread: Arc<Notify>,
+        reread: ReadAgain,
     ) -> Result<Pipeline, RunError> {
         let (prepared, prepared_rx) = oneshot::channel();
         let (ended_tx, ended) = oneshot::channel();

@@ -4,12 +4,10 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use roster::config::{self, Config, Overrides, SourceConfig};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -154,14 +152,17 @@ fn main() -> ExitCode {
 }
 
 /// What SIGHUP does. Operators send it to DNS servers to reload them, and its default action
-/// would end roster without a word. roster reads its pods file again at once, even where
-/// nothing says it changed, and reads its configuration file again: what changed there takes
-/// a restart, and the log names the keys, so that nobody takes a reload for a restart.
+/// would end roster without a word. roster reads its pods again: the pods file at once, even
+/// where nothing says it changed, or a new list from the API server (a watch that has stopped
+/// delivering without an error is replaced at once, not at its timeout). It also reads its
+/// configuration file again: what changed there takes a restart, and the log names the keys, so
+/// that nobody takes a reload for a restart.
 struct Hangup {
     settings: Settings,
     /// The configuration roster runs with.
     running: Config,
-    reread: Arc<Notify>,
+    /// Tells the source to read its pods again.
+    reread: tokio::sync::watch::Sender<u64>,
 }
 
 impl Hangup {
@@ -169,14 +170,10 @@ impl Hangup {
         match &self.running.source {
             SourceConfig::File { path, .. } => {
                 info!(path = %path.display(), "SIGHUP: reading the pods file again");
-                self.reread.notify_one();
             }
-            SourceConfig::Kubernetes(_) => {
-                info!(
-                    "SIGHUP: the Kubernetes source follows the API server; nothing to read again"
-                );
-            }
+            SourceConfig::Kubernetes(_) => info!("SIGHUP: listing the pods again"),
         }
+        self.reread.send_modify(|n| *n += 1);
         match self.settings.load() {
             Ok(config) => {
                 let changed = self.running.changed_keys(&config);
@@ -293,15 +290,15 @@ fn serve(settings: &Settings) -> ExitCode {
         }
     };
     let shutdown = CancellationToken::new();
+    let (reread, asked) = tokio::sync::watch::channel(0);
     let hangup = Hangup {
         settings: settings.clone(),
         running: config.clone(),
-        reread: Arc::new(Notify::new()),
+        reread,
     };
-    let reread = hangup.reread.clone();
     let result = runtime.block_on(async {
         tokio::spawn(signal(shutdown.clone(), hangup));
-        roster::app::serve(config, shutdown, reread).await
+        roster::app::serve(config, shutdown, asked).await
     });
     // A blocking read of the pods file must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));

@@ -625,6 +625,54 @@ fn server_errors_garbage_and_stalls_are_survived() {
     assert!(back.is_some(), "after a stall\n{}", r.log());
 }
 
+/// SIGHUP lists the pods again at once: a watch that stopped delivering without an error (here,
+/// a request the server accepted and never answered) is replaced then, not at its timeout.
+#[test]
+fn sighup_lists_the_pods_again() {
+    let api = FakeApi::start();
+    db(&api, 0, "10.0.0.1");
+    db(&api, 1, "10.0.0.2");
+    let r = roster(&api, "");
+    let db0 = "db-0.db.prod.roster.internal.";
+    assert_eq!(a(&r, db0), ok(&["10.0.0.1"]));
+    // The new list replaces the old one whole: db-1 never stops answering.
+    let steady = Watchdog::start(
+        r.addr,
+        vec![("db-1.db.prod.roster.internal.", ok(&["10.0.0.2"]))],
+    );
+    let lists = || {
+        api.requests()
+            .iter()
+            .filter(|q| !q.contains("watch="))
+            .count()
+    };
+    let (before, requests) = (lists(), api.requests().len());
+    // The watch is cut, and its replacement hangs (api_timeout is 6 s) while db-0 moves.
+    api.stall(true);
+    api.drop_watches();
+    let hung = r.eventually(WITHIN, || api.requests().len() > requests);
+    assert!(hung.is_some(), "roster watches again\n{}", r.log());
+    api.stall(false);
+    db(&api, 0, "10.0.5.1");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        a(&r, db0),
+        ok(&["10.0.0.1"]),
+        "the hung watch brings nothing"
+    );
+    r.send("-HUP");
+    expect(&r, db0, ok(&["10.0.5.1"]), "after SIGHUP");
+    assert!(lists() > before, "a new list\n{:?}", api.requests());
+    assert!(
+        r.wait_log("listing the pods again, as asked", WITHIN)
+            .is_some(),
+        "{}",
+        r.log()
+    );
+    let (asked, wrong) = steady.finish();
+    assert!(asked > 10 && wrong.is_empty(), "{asked} asked: {wrong:?}");
+}
+
 #[test]
 fn the_file_and_kubernetes_sources_agree_on_the_fixtures() {
     let fixtures = format!("{}/tests/fixtures/pods", env!("CARGO_MANIFEST_DIR"));

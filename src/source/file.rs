@@ -20,14 +20,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::dirwatch::{DirWatch, Seen};
 use super::selection::Selection;
 use super::slim::{SlimMeta, SlimPod, SlimSpec, SlimStatus};
-use super::{PodEvent, PodKey, PodView, Received, Scope};
+use super::{PodEvent, PodKey, PodView, ReadAgain, Received, Scope};
 use crate::metrics::Metrics;
 
 const POLL: Duration = Duration::from_millis(100);
@@ -1158,9 +1158,9 @@ pub struct Watch {
     pub path: PathBuf,
     /// `source.namespaces` and `source.label_selector`.
     pub selection: Selection,
-    /// Each notification reads the file at once, even when nothing says it changed (SIGHUP:
-    /// a network filesystem may show a changed file with its old size and times for a while).
-    pub reread: Arc<Notify>,
+    /// Each change reads the file at once, even when nothing says it changed (SIGHUP: a network
+    /// filesystem may show a changed file with its old size and times for a while).
+    pub reread: ReadAgain,
 }
 
 /// Watches the file from its `first` version (already delivered, see [`load_into`]) until
@@ -1176,7 +1176,7 @@ pub async fn watch(
     let Watch {
         path,
         selection,
-        reread: asked,
+        reread: mut asked,
     } = watch;
     let health = metrics.health();
     let mut applied = (first.stamp, first.fingerprint);
@@ -1206,7 +1206,7 @@ pub async fn watch(
         } else {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = asked.notified() => {
+                Ok(()) = asked.changed() => {
                     forced = true;
                     noticed.get_or_insert_with(Instant::now);
                     true

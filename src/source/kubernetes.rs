@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::selection::Selection;
-use super::{Health, PodEvent, PodKey, PodView, Received, Scope};
+use super::{Health, PodEvent, PodKey, PodView, ReadAgain, Received, Scope};
 use crate::metrics::Metrics;
 
 /// Pods that will never run again hold no names; the API server leaves them out.
@@ -109,6 +109,7 @@ pub async fn watch(
     events: mpsc::Sender<Received>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+    reread: ReadAgain,
 ) {
     let tasks: Vec<_> = settings
         .scopes()
@@ -121,6 +122,7 @@ pub async fn watch(
                 events.clone(),
                 metrics.clone(),
                 shutdown.clone(),
+                reread.clone(),
             ))
         })
         .collect();
@@ -136,6 +138,7 @@ async fn watch_scope(
     events: mpsc::Sender<Received>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+    mut reread: ReadAgain,
 ) {
     let health = metrics.health();
     let mut errors = ErrorLog::new(scope.clone());
@@ -162,6 +165,11 @@ async fn watch_scope(
         loop {
             let item = tokio::select! {
                 () = shutdown.cancelled() => return,
+                // A new list: the membership layer swaps it in whole, so answers do not flap.
+                Ok(()) = reread.changed() => {
+                    info!(scope = %scope, "listing the pods again, as asked");
+                    break;
+                }
                 item = stream.next() => item,
             };
             let Some(item) = item else { break };

@@ -34,6 +34,10 @@ pub const ANNOTATION_PUBLISH_NOT_READY: &str = "roster.io/publish-not-ready";
 /// The namespace a pod without `metadata.namespace` belongs to, as `kubectl apply` assumes.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
+/// Asks the source to read it again (SIGHUP): the pods file at once, or a new list of the pods
+/// from the API server. Each new value is one request; a source started later sees none before.
+pub type ReadAgain = tokio::sync::watch::Receiver<u64>;
+
 /// A pod's identity in the API: namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PodKey {
