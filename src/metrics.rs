@@ -6,7 +6,7 @@
 //! it here.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -147,9 +147,9 @@ pub struct Metrics {
     rate_limited: Box<[AtomicU64]>,
     /// Indexed by [`Unsent`].
     unsent: Box<[AtomicU64]>,
-    /// Inodes of the UDP sockets served, whose receive-buffer drops the kernel counts (read at
-    /// scrape time only).
-    udp_sockets: Mutex<Vec<u64>>,
+    /// Inodes of the UDP sockets served, whose receive-buffer drops the kernel counts (set once
+    /// the sockets are bound, read at scrape time).
+    udp_sockets: OnceLock<Vec<u64>>,
     tcp_closed: Box<[AtomicU64]>,
     answer_latency: [Histogram; 2],
     events: Box<[AtomicU64]>,
@@ -190,7 +190,7 @@ impl Metrics {
             tcp_connections: AtomicI64::new(0),
             rate_limited: counters(2),
             unsent: counters(UNSENT_REASONS.len()),
-            udp_sockets: Mutex::new(Vec::new()),
+            udp_sockets: OnceLock::new(),
             tcp_closed: counters(TCP_CLOSE_REASONS.len()),
             answer_latency: [
                 Histogram::new(ANSWER_BUCKETS),
@@ -253,23 +253,20 @@ impl Metrics {
         self.unsent[reason as usize].fetch_add(n, Relaxed);
     }
 
-    /// The inodes of the UDP sockets being served, whose kernel drop counts the collector reads.
+    /// The inodes of the UDP sockets being served, whose kernel drop counts the collector reads;
+    /// the sockets are bound once, so only the first call counts.
     pub fn set_udp_sockets(&self, inodes: Vec<u64>) {
-        *self.udp_sockets.lock().unwrap_or_else(|e| e.into_inner()) = inodes;
+        let _ = self.udp_sockets.set(inodes);
     }
 
     /// Queries the kernel dropped at roster's full UDP receive buffers: roster was slower than
     /// the load. `None` where the kernel does not tell (no /proc).
     fn udp_receive_drops(&self) -> Option<u64> {
-        let sockets = self
-            .udp_sockets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let sockets = self.udp_sockets.get().map_or(&[][..], Vec::as_slice);
         let mut drops = None;
         for table in ["/proc/self/net/udp", "/proc/self/net/udp6"] {
             if let Ok(text) = std::fs::read_to_string(table) {
-                let found = udp_drops(&text, &sockets);
+                let found = udp_drops(&text, sockets);
                 drops = Some(drops.unwrap_or(0) + found);
             }
         }
