@@ -81,6 +81,22 @@ fn over_tcp_an_answer_of_1100_members_is_complete() {
             if qtype == RecordType::SRV {
                 assert_eq!(srv_ordinals(&m), (0..1_100).collect::<Vec<_>>(), "{name}");
                 assert!(m.answers.iter().all(|a| a.name.to_string() == name));
+                // The targets' addresses follow while they fit (SPEC §1), lowest ordinals first.
+                let glue: Vec<(usize, String)> = m
+                    .additionals
+                    .iter()
+                    .map(|r| match &r.data {
+                        RData::A(a) => (ordinal(&r.name.to_string()), a.to_string()),
+                        other => panic!("{other:?}"),
+                    })
+                    .collect();
+                assert!(glue.len() > 100, "{name}: {} addresses", glue.len());
+                for (n, (i, ip)) in glue.iter().enumerate() {
+                    assert_eq!(
+                        (*i, ip.as_str()),
+                        (n, format!("10.9.{}.{}", n / 256, n % 256).as_str())
+                    );
+                }
             }
             // Over UDP it is cut, and says so.
             assert!(
@@ -127,6 +143,10 @@ fn a_ten_thousand_member_service_is_cut_at_the_lowest_ordinals() {
                 ordinals.len()
             );
             assert!(size > 60_000, "{size} bytes");
+            assert!(
+                m.additionals.is_empty(),
+                "a cut answer carries no addresses"
+            );
         }
     }
     // The same query again gives the same cut.

@@ -24,10 +24,11 @@ thread_local! {
 enum Owners {
     /// As hickory's encoder writes them, so that the fast path's bytes are the general path's.
     Hickory,
-    /// Each as a pointer into the question, whose name (or zone) owns every answer record; no
-    /// additional records; answers that still do not fit are cut at the lowest ordinals with
-    /// TC=1. For TCP answers too big for hickory's way, whose compression stops after 120
-    /// names: a 65,535-byte message then holds about 1,230 SRV records instead of 850.
+    /// Each as a pointer into the question, whose name (or zone) owns every answer record, then
+    /// the targets' addresses while they fit, as in hickory's way (SPEC §1); answers that still
+    /// do not fit are cut at the lowest ordinals with TC=1, and then carry no addresses. For TCP
+    /// answers too big for hickory's way, whose compression stops after 120 names: a
+    /// 65,535-byte message then holds about 1,230 SRV records instead of 850.
     Pointers,
 }
 
@@ -217,7 +218,7 @@ impl Handler {
         };
         // Additional records go in whole per member while they fit; none is cut (no TC).
         let mut additionals = 0u16;
-        let glue = resolution.glue().filter(|_| owners == Owners::Hickory);
+        let glue = resolution.glue().filter(|_| !truncated);
         for member in glue {
             let mark = w.mark();
             let group = (|| {
