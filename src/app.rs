@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use crate::admin::{self, Admin};
 use crate::config::{Config, Nsid, SourceConfig};
 use crate::dns::rrl::RateLimit;
-use crate::dns::{Handler, listen};
+use crate::dns::{Handler, MAX_NSID, listen};
 use crate::membership::{Membership, Published};
 use crate::metrics::Metrics;
 use crate::source::{Health, ReadAgain, Received, Scope, file, kubernetes};
@@ -245,11 +245,19 @@ fn nsid(nsid: &Nsid) -> Option<Box<[u8]>> {
             let mut name = [0u8; 256];
             // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
             let r = unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) };
-            let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-            if r != 0 || len == 0 {
+            if r != 0 {
                 warn!(
                     error = %std::io::Error::last_os_error(),
                     "dns.nsid = true, but the host's name cannot be read; NSID queries go unanswered"
+                );
+                return None;
+            }
+            let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+            if !(1..=MAX_NSID).contains(&len) {
+                warn!(
+                    length = len,
+                    "dns.nsid = true, but the host's name is empty or longer than {MAX_NSID} \
+                     bytes; NSID queries go unanswered"
                 );
                 return None;
             }

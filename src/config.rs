@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
-use crate::dns::TcpLimits;
 use crate::dns::rrl::Block;
+use crate::dns::{MAX_NSID, TcpLimits};
 use crate::identity::{DEFAULT_MAX_PER_SERVICE, DEFAULT_MAX_PODS, IdentityConfig, is_dns_label};
 use crate::source::kubernetes::KubeSettings;
 use crate::source::selection::{LabelSelector, Selection};
@@ -66,9 +66,6 @@ pub enum Nsid {
     /// This text.
     Text(String),
 }
-
-/// The longest `dns.nsid` text: an identifier, not a message.
-pub const NSID_MAX: usize = 128;
 
 /// The validated configuration roster runs with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -816,14 +813,14 @@ impl<'t> Walker<'t> {
             DeValue::Boolean(false) => Nsid::Off,
             DeValue::Boolean(true) => Nsid::Hostname,
             DeValue::String(s)
-                if (1..=NSID_MAX).contains(&s.len())
+                if (1..=MAX_NSID).contains(&s.len())
                     && s.bytes().all(|b| b.is_ascii_graphic() || b == b' ') =>
             {
                 Nsid::Text(s.to_string())
             }
             DeValue::String(s) => {
                 let message = format!(
-                    "{s:?} is not an identifier: use 1 to {NSID_MAX} printable ASCII characters, \
+                    "{s:?} is not an identifier: use 1 to {MAX_NSID} printable ASCII characters, \
                      or true for the host's name"
                 );
                 self.problem(line, "dns.nsid", message);
@@ -1146,7 +1143,7 @@ pods_file = "p.json"
         assert_eq!(nsid("false"), Ok(Nsid::Off));
         assert_eq!(nsid("true"), Ok(Nsid::Hostname));
         assert_eq!(nsid("\"roster a-1\""), Ok(Nsid::Text("roster a-1".into())));
-        let long = format!("\"{}\"", "x".repeat(NSID_MAX + 1));
+        let long = format!("\"{}\"", "x".repeat(MAX_NSID + 1));
         for bad in ["\"\"", "\"café\"", "\"a\\nb\"", long.as_str()] {
             let e = nsid(bad).unwrap_err();
             assert!(

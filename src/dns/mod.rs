@@ -76,8 +76,8 @@ impl OncePerMinute {
 /// Size of an OPT record with no options (RFC 6891 §6.1.2): root name, type, class, TTL, RDLEN.
 const OPT_LEN: usize = 11;
 
-/// The longest NSID roster sends: far below any answer's room (the configuration allows 128).
-const MAX_NSID: usize = 256;
+/// The longest NSID roster sends (`dns.nsid`): an identifier, far below any answer's room.
+pub const MAX_NSID: usize = 128;
 
 fn to_name(name: &DomainName) -> Name {
     let mut n = Name::from_labels(name.labels().iter().map(|l| l.as_bytes()))
@@ -119,9 +119,14 @@ impl Handler {
         }
     }
 
-    /// Answers queries that ask for the server's identity (NSID, RFC 5001) with `nsid`.
+    /// Answers queries that ask for the server's identity (NSID, RFC 5001) with `nsid`, of at
+    /// most [`MAX_NSID`] bytes (the configuration and the host name are checked against it).
     pub fn with_nsid(mut self, nsid: Option<Box<[u8]>>) -> Self {
-        self.nsid = nsid.filter(|id| id.len() <= MAX_NSID);
+        assert!(
+            nsid.as_ref().is_none_or(|id| id.len() <= MAX_NSID),
+            "an NSID longer than MAX_NSID"
+        );
+        self.nsid = nsid;
         self
     }
 

@@ -88,8 +88,8 @@ fn u16_at(p: &[u8], i: usize) -> u16 {
 /// Parses the common query: opcode QUERY, one question in class IN with an uncompressed name,
 /// no answer or authority records, and at most an OPT record (version 0, its options readable).
 /// Anything else is `None` and goes to the general path, which answers every case.
-/// Options are read and ignored (RFC 6891 §6.1.2), but for NSID, which is noted: roster scopes no
-/// answer to a client subnet (RFC 7871 §7.2.1).
+/// Options are read and ignored (RFC 6891 §6.1.2), NSID excepted, which is noted; no answer is
+/// scoped to a client subnet (RFC 7871 §7.2.1).
 pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
     if p.len() < 17 {
         return None;
@@ -144,10 +144,7 @@ pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
         let mut nsid = false;
         while o < options.len() {
             match options.len() - o {
-                2 => {
-                    nsid = false; // all the options dropped
-                    break;
-                }
+                2 => break,
                 1 | 3 => return None,
                 _ => {}
             }
@@ -157,7 +154,6 @@ pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
                 return None;
             }
             let Some(data) = options.get(o + 4..o + 4 + len) else {
-                nsid = false;
                 break;
             };
             // A client subnet that cannot be read is FORMERR (RFC 7871 §7.2.1).
@@ -171,7 +167,8 @@ pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
         Some(Edns {
             payload,
             dnssec_ok,
-            nsid,
+            // Options cut short (the loop left early) are all dropped, an NSID among them.
+            nsid: nsid && o == options.len(),
         })
     } else {
         None
@@ -430,7 +427,7 @@ impl<'b> Writer<'b> {
         self.bytes(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0])?;
         match nsid {
             Some(id) => {
-                // At most the handler's MAX_NSID bytes.
+                // At most MAX_NSID bytes (the handler checks).
                 self.u16(4 + id.len() as u16)?;
                 self.u16(OPTION_NSID)?;
                 self.u16(id.len() as u16)?;
