@@ -43,6 +43,10 @@ NS = "bench"
 SERVER_CORE = "0"
 CLIENT_CORE = "1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# How often the freshness prober asks again for an address not yet served, as benches/kube.rs's
+# PROBE_EVERY: a prober asking back to back would be a load of its own, on top of dnsperf's, and
+# each of its lone queries wakes the server's core.
+PROBE_EVERY = 0.00025
 SCENARIOS = ["udp5k", "edns100k", "tcp5k", "load100k", "fresh100k", "freshsizes"]
 
 
@@ -397,21 +401,24 @@ def file_freshness(services, members, seconds=60, rate=1000):
           f"| {r['rss']:.1f} |")
     print(f"\nroster_programming_latency_seconds (the rename's directory event -> snapshot published), "
           f"{r['programmed']:.0f} versions: {r['within']}")
+    print(f"\nReading the {r['mb']:.1f} MB file once, and nothing else, on the server's core with no load: "
+          f"{r['read']:.1f} ms (best of 20).")
 
 
 def file_sizes(sizes=(400, 2_000, 5_000, 10_000), seconds=20):
     """The file source's freshness by size of zone (N services x 5 members), under the same load
-    as file_freshness: a version of a larger file costs more to read, and the core it shares
-    with the DNS load stretches that time."""
+    as file_freshness: a version of a larger file costs more to read (the time to read it alone
+    is printed beside), and the core it shares with the DNS load stretches that time."""
     print("\n### Freshness of the file source by number of members\n")
     print(f"As under \"Freshness, file source\", {seconds} s each: 1,000 pod changes/s while dnsperf sends half "
           "the measured maximum.\n")
-    print("| members | file (MB) | versions | changes per version | p50 (ms) | p99 (ms) | max (ms) | dnsperf qps |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| members | file (MB) | read alone (ms) | versions | changes per version | p50 (ms) | p99 (ms) | max (ms) "
+          "| dnsperf qps |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for services in sizes:
         r = file_run(services, 5, seconds, 1000)
-        print(f"| {services * 5:,} | {r['mb']:.1f} | {r['versions']} | {r['changed'] / (r['versions'] + 1):.0f} "
-              f"| {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | {r['served']:,.0f} |", flush=True)
+        print(f"| {services * 5:,} | {r['mb']:.1f} | {r['read']:.2f} | {r['versions']} "
+              f"| {r['changed'] / (r['versions'] + 1):.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | {r['served']:,.0f} |", flush=True)
 
 
 def file_run(services, members, seconds, rate):
@@ -419,9 +426,9 @@ def file_run(services, members, seconds, rate):
     query load. A writer replaces the pods file (a new file renamed into place) version after
     version, each changing the addresses of the pods due since the last; each version is timed
     from the end of its rename (when it becomes the file) to the new address of one of its pods
-    in an answer. The first version after a quiet file is timed apart. A version takes the writer
-    about a quarter of a second, so the run is a minute long: enough versions for a p99 that is
-    not simply the slowest one."""
+    in an answer, asked for every PROBE_EVERY. The first version after a quiet file is timed
+    apart. A version takes the writer about a quarter of a second, so the run is a minute long:
+    enough versions for a p99 that is not simply the slowest one."""
     with tempfile.TemporaryDirectory(prefix="roster-compare-") as w:
         dataset(services, members, w)
         path = os.path.join(w, "pods.json")
@@ -471,6 +478,7 @@ def file_run(services, members, seconds, rate):
                     if a_address(server.port, name) == new:
                         took.append(time.monotonic() - start)
                         break
+                    time.sleep(PROBE_EVERY)
                 else:
                     took.append(float("inf"))
                 os.unlink(path + ".old")
@@ -485,6 +493,7 @@ def file_run(services, members, seconds, rate):
             server.stop()
             os.sched_setaffinity(0, affinity)
         mb = os.path.getsize(path) / 1e6
+        read = read_alone(path)
         first, took = took[0], sorted(took[1:])
         pct = lambda q: took[min(len(took) - 1, int(q * len(took)))] * 1000
         # roster's own view: from the directory event that the file was replaced to the
@@ -500,7 +509,26 @@ def file_run(services, members, seconds, rate):
         return {"rate": changed / elapsed, "elapsed": elapsed, "versions": len(took), "changed": changed,
                 "served": float(served), "maximum": maximum, "lost": lost, "p50": pct(0.5), "p99": pct(0.99),
                 "max": took[-1] * 1000, "first": first * 1000, "rss": busy_rss, "programmed": total,
-                "within": within, "mb": mb}
+                "within": within, "mb": mb, "read": read}
+
+
+def read_alone(path, passes=20):
+    """The least time to read the file once on the server's core with nothing else running, as
+    roster reads it (read(2) 256 KiB at a time, the file in the page cache): a version cannot
+    land sooner, whatever is done with the text."""
+    affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {int(SERVER_CORE)})
+    buffer, best = bytearray(256 << 10), float("inf")
+    try:
+        for _ in range(passes):
+            began = time.perf_counter()
+            with open(path, "rb", buffering=0) as f:
+                while f.readinto(buffer):
+                    pass
+            best = min(best, time.perf_counter() - began)
+    finally:
+        os.sched_setaffinity(0, affinity)
+    return best * 1000
 
 
 def kube_freshness():
