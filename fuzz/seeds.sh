@@ -13,7 +13,8 @@ cd "$(dirname "$0")"
 # The `podsfile` target's seeds: one byte (how much is read at a time, minus one), then versions
 # of a small pods file separated by NUL (see fuzz_targets/podsfile.rs): a change of address, a
 # pod gone, a pod added, items reordered, one pod named twice, a run of pods gone longer than the
-# walk looks ahead, and the same list in kubectl's indented form.
+# walk looks ahead, and the same list in kubectl's indented form; the same changes in YAML, as
+# kubectl's list and as documents.
 mkdir -p corpus/podsfile
 rm -f corpus/podsfile/seed-*
 python3 - corpus/podsfile <<'PY'
@@ -50,6 +51,35 @@ for name, versions in seeds.items():
             f.write(bytes([chunk]) + b"\0".join(text(v) for v in versions))
 with open(os.path.join(sys.argv[1], "seed-indented"), "wb") as f:
     f.write(bytes([31]) + text(first, 4) + b"\0" + text(moved, 4))
+def scalar(v):
+    return "{}" if v == {} else "[]" if v == [] else json.dumps(v)
+def emit(v, ind):
+    """Block YAML as kubectl writes it: a list under a key at the key's indentation."""
+    pad, out = " " * ind, ""
+    if isinstance(v, dict):
+        for k, val in v.items():
+            if isinstance(val, (dict, list)) and val:
+                out += f"{pad}{k}:\n" + emit(val, ind + 2 if isinstance(val, dict) else ind)
+            else:
+                out += f"{pad}{k}: {scalar(val)}\n"
+    else:
+        for item in v:
+            if isinstance(item, dict):
+                out += f"{pad}- " + emit(item, ind + 2)[ind + 2:]
+            else:
+                out += f"{pad}- {scalar(item)}\n"
+    return out
+def yaml_list(pods):
+    return emit({"apiVersion": "v1", "items": pods, "kind": "List",
+                 "metadata": {"resourceVersion": ""}}, 0).encode()
+def yaml_documents(pods):
+    return "".join("---\n" + emit({"apiVersion": "v1", "kind": "Pod", **p}, 0) for p in pods).encode()
+for name, versions in seeds.items():
+    if name == "long-run-gone":
+        continue
+    for form, render in (("list", yaml_list), ("documents", yaml_documents)):
+        with open(os.path.join(sys.argv[1], f"seed-yaml-{form}-{name}"), "wb") as f:
+            f.write(bytes([255]) + b"\0".join(render(v) for v in versions))
 PY
 
 # The `config` target's seeds: the shipped configurations, and one that sets every key.

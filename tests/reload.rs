@@ -338,18 +338,68 @@ fn member(name: &str, ip: &str) -> (String, String) {
     (format!("{name}.db.prod.roster.internal."), ip.to_string())
 }
 
+/// The same list as `kubectl get pods -o yaml` prints it.
+fn yaml_list(pods: &[(&str, &str)]) -> String {
+    let items: String = pods
+        .iter()
+        .map(|(name, ip)| {
+            format!(
+                "- apiVersion: v1
+  kind: Pod
+  metadata:
+    creationTimestamp: \"2026-01-01T00:00:00Z\"
+    name: {name}
+    namespace: prod
+    ownerReferences:
+    - apiVersion: apps/v1
+      controller: true
+      kind: StatefulSet
+      name: db
+      uid: u1
+  spec:
+    containers:
+    - image: db
+      name: db
+      ports:
+      - containerPort: 7000
+        name: peer
+    subdomain: db
+  status:
+    conditions:
+    - status: \"True\"
+      type: Ready
+    phase: Running
+    podIP: {ip}
+"
+            )
+        })
+        .collect();
+    format!("apiVersion: v1\nitems:\n{items}kind: List\nmetadata:\n  resourceVersion: \"\"\n")
+}
+
 /// `kubectl get pods -o json` output is compared with the last version item by item: only the
 /// pods whose text changed are applied, and the answers are those of the whole new file.
 #[test]
 fn a_json_list_is_applied_item_by_item() {
-    let r = Roster::start(&json_list(&[
+    applied_item_by_item(json_list);
+}
+
+/// So is `kubectl get pods -o yaml` output, which would otherwise be parsed whole at every
+/// change (seconds for a large cluster's).
+#[test]
+fn a_yaml_list_is_applied_item_by_item() {
+    applied_item_by_item(yaml_list);
+}
+
+fn applied_item_by_item(list: fn(&[(&str, &str)]) -> String) {
+    let r = Roster::start(&list(&[
         ("db-0", "10.1.0.1"),
         ("db-1", "10.1.0.2"),
         ("db-2", "10.1.0.3"),
     ]));
     let expect = |pods: &[(&str, &str)], want: Vec<(String, String)>, log: &str, what: &str| {
         let lines = r.log().matches(log).count();
-        r.write_pods(&json_list(pods));
+        r.write_pods(&list(pods));
         let took = r.eventually(WITHIN, || {
             members(&r) == want && r.log().matches(log).count() > lines
         });

@@ -7,8 +7,8 @@
 //! changes inotify does not report; a polled change is read once the file has stopped changing
 //! for one poll. A version is applied only if it parses completely, so a half-written file never
 //! reaches the zone. A version read whole goes out as one list (`Init`, `InitApply`…,
-//! `InitDone`); a JSON list compared with the last version (see `walk`) as one `Changes` event
-//! holding only the pods that changed.
+//! `InitDone`); a JSON list compared with the last version (see `walk`), or YAML split into its
+//! items (see `yaml_items`), as one `Changes` event holding only the pods that changed.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -29,6 +29,8 @@ use super::selection::Selection;
 use super::slim::{SlimMeta, SlimPod, SlimSpec, SlimStatus};
 use super::{PodEvent, PodKey, PodView, ReadAgain, Received, Scope};
 use crate::metrics::Metrics;
+
+mod yaml;
 
 const POLL: Duration = Duration::from_millis(100);
 
@@ -178,12 +180,12 @@ struct JsonDocument<'a> {
 
 /// What a version of the file holds.
 enum Content {
-    /// Every pod: a YAML file, or a single Pod.
+    /// Every pod: YAML parsed whole, or a single JSON Pod.
     Pods(Vec<PodView>),
-    /// A JSON list: where its items are, and the items parsed. When it was compared in order
-    /// with the last one applied (see [`walk`]), only the items that one did not have are
-    /// parsed, and `gone` holds the hashes of that one's items this one no longer has; else
-    /// (`None`) every item is parsed.
+    /// A JSON list, or YAML split into items (see [`yaml_items`]): where its items are, and the
+    /// items parsed. When it was compared with the last one applied (see [`walk`]), only the
+    /// items that one did not have are parsed, and `gone` holds the hashes of that one's items
+    /// this one no longer has; else (`None`) every item is parsed.
     Items {
         layout: Layout,
         parsed: Vec<(u64, PodView)>,
@@ -297,24 +299,14 @@ fn walk(
     if w.get(at, 1)?.first() == Some(&b']') {
         return Ok(None);
     }
-    let old = index
-        .map(|index| &index.layout.items[..])
-        .unwrap_or_default();
-    let n = old.len();
-    let mut items = Vec::with_capacity(n);
-    let mut seen = vec![false; n];
-    // The items not met at their place: only they can hold the text of an item not seen.
-    let mut moved = Vec::new();
-    // The last version's item expected at `at`.
-    let mut next = 0;
+    let mut compare = Compare::new(index);
+    let mut items = Vec::with_capacity(compare.old.len());
     // The space after an item: the start of the tail if the list ends there.
     let mut space = Vec::new();
     let (end, tail) = loop {
-        let expected = old.get(next).copied();
-        let item = match expected {
+        let item = match compare.expected() {
             Some(item) if same_text(w.get(at, item.len as usize)?, item) => {
-                seen[next] = true;
-                next += 1;
+                compare.met();
                 item
             }
             _ => {
@@ -323,18 +315,12 @@ fn walk(
                 };
                 let text = &w.get(at, len)?[..len];
                 let hash = text_hash(text);
-                let ahead = &old[next.min(n)..(next + RESYNC).min(n)];
-                if let Some(k) = ahead.iter().position(|i| i.hash == hash) {
-                    // The items in between are gone, or moved elsewhere.
-                    seen[next + k] = true;
-                    next += k + 1;
-                } else if !index.is_some_and(|index| index.items.contains_key(&hash)) {
+                if compare.elsewhere(hash) {
                     let Ok(pod) = serde_json::from_slice::<SlimPod>(text) else {
                         return Ok(None);
                     };
                     parsed(hash, view(pod));
                 }
-                moved.push(hash);
                 let Ok(len) = u32::try_from(len) else {
                     return Ok(None);
                 };
@@ -370,28 +356,89 @@ fn walk(
         Ok(Ok(doc)) if matches!(doc.kind.as_deref(), None | Some("PodList" | "List")) => {}
         _ => return Ok(None),
     }
-    // The last version's items not met at their place, unless their text is elsewhere.
-    let gone = index.map(|_| {
-        let mut gone: HashSet<u64, foldhash::fast::RandomState> = old
+    let len = (end + tail.len()) as u64;
+    Ok(Some(Walked {
+        layout: Layout::new(&head, items, &tail),
+        gone: compare.gone(),
+        len,
+    }))
+}
+
+/// A version's items compared in order with the last version's (`index`): the item expected
+/// at each place is checked first, then a few ahead, then every item the last version had.
+struct Compare<'a> {
+    index: Option<&'a Index>,
+    old: &'a [Item],
+    /// The last version's item expected at the place being read.
+    next: usize,
+    seen: Vec<bool>,
+    /// The items not met at their place: only they can hold the text of an item not seen.
+    moved: Vec<u64>,
+}
+
+impl<'a> Compare<'a> {
+    fn new(index: Option<&'a Index>) -> Self {
+        let old = index
+            .map(|index| &index.layout.items[..])
+            .unwrap_or_default();
+        Compare {
+            index,
+            old,
+            next: 0,
+            seen: vec![false; old.len()],
+            moved: Vec::new(),
+        }
+    }
+
+    /// The last version's item at this place.
+    fn expected(&self) -> Option<Item> {
+        self.old.get(self.next).copied()
+    }
+
+    /// The item at this place is the one expected.
+    fn met(&mut self) {
+        self.seen[self.next] = true;
+        self.next += 1;
+    }
+
+    /// The item at this place, by its hash, is not the one expected: whether no item of the
+    /// last version had its text, so that it must be parsed.
+    fn elsewhere(&mut self, hash: u64) -> bool {
+        let n = self.old.len();
+        let ahead = &self.old[self.next.min(n)..(self.next + RESYNC).min(n)];
+        let unknown = if let Some(k) = ahead.iter().position(|i| i.hash == hash) {
+            // The items in between are gone, or moved elsewhere.
+            self.seen[self.next + k] = true;
+            self.next += k + 1;
+            false
+        } else {
+            !self
+                .index
+                .is_some_and(|index| index.items.contains_key(&hash))
+        };
+        self.moved.push(hash);
+        unknown
+    }
+
+    /// The hashes of the last version's items this one does not have; `None` without a last
+    /// version.
+    fn gone(self) -> Option<Vec<u64>> {
+        self.index?;
+        let mut gone: HashSet<u64, foldhash::fast::RandomState> = self
+            .old
             .iter()
-            .zip(&seen)
+            .zip(&self.seen)
             .filter(|(_, seen)| !**seen)
             .map(|(item, _)| item.hash)
             .collect();
         // An item met at its place is the last version's item there, and the last version's
         // items all differ (see `advance`): only the items met elsewhere can hold the text of
         // one not seen.
-        for hash in &moved {
+        for hash in &self.moved {
             gone.remove(hash);
         }
-        gone.into_iter().collect()
-    });
-    let len = (end + tail.len()) as u64;
-    Ok(Some(Walked {
-        layout: Layout::new(&head, items, &tail),
-        gone,
-        len,
-    }))
+        Some(gone.into_iter().collect())
+    }
 }
 
 /// How far after an item [`separator`] looks.
@@ -677,6 +724,73 @@ fn items(text: &str, raw: Vec<&RawValue>) -> Result<Content, ParseError> {
     })
 }
 
+/// A YAML version split into its items (see [`yaml`]), each hashed and parsed alone unless
+/// `index` knows its text, as a JSON list is walked. `None` when the text does not split or an
+/// item does not parse alone: the version is then parsed whole, which also places the error.
+fn yaml_items(text: &str, index: Option<&Index>) -> Option<Content> {
+    let split = yaml::split(text)?;
+    if split.form == yaml::Form::List {
+        // What surrounds the items must make a list, as it must around a JSON list's.
+        let around = [split.head, split.tail].concat();
+        let docs: Vec<Document> =
+            serde_saphyr::from_multiple_with_options(&around, yaml_options(&around)).ok()?;
+        let [doc] = &docs[..] else {
+            return None;
+        };
+        if !matches!(doc.kind.as_deref(), None | Some("PodList" | "List"))
+            || doc.items.as_ref().is_some_and(|items| !items.0.is_empty())
+        {
+            return None;
+        }
+    }
+    let mut compare = Compare::new(index);
+    let mut items = Vec::with_capacity(split.items.len());
+    let mut parsed = Vec::new();
+    for text in &split.items {
+        let item = Item {
+            hash: text_hash(text.as_bytes()),
+            len: u32::try_from(text.len()).ok()?,
+        };
+        if compare
+            .expected()
+            .is_some_and(|e| (e.hash, e.len) == (item.hash, item.len))
+        {
+            compare.met();
+        } else if compare.elsewhere(item.hash) {
+            parsed.push((item.hash, yaml_item(text, split.form)?));
+        }
+        items.push(item);
+    }
+    let layout = Layout::new(split.head.as_bytes(), items, split.tail.as_bytes());
+    Some(Content::Items {
+        layout,
+        parsed,
+        gone: compare.gone(),
+    })
+}
+
+/// One YAML item parsed alone: a list's entry (a sequence of one Pod), or a document that is
+/// one Pod.
+fn yaml_item(text: &str, form: yaml::Form) -> Option<PodView> {
+    let options = yaml_options(text);
+    let mut pods = Vec::new();
+    match form {
+        yaml::Form::List => {
+            let slim: Vec<SlimPod> = serde_saphyr::from_str_with_options(text, options).ok()?;
+            pods.extend(slim.into_iter().map(view));
+        }
+        yaml::Form::Documents => {
+            let docs: Vec<Document> =
+                serde_saphyr::from_multiple_with_options(text, options).ok()?;
+            for doc in docs {
+                doc.into_pods(1, &mut pods).ok()?;
+            }
+        }
+    }
+    let pod = pods.pop()?;
+    pods.is_empty().then_some(pod)
+}
+
 /// A JSON error at a position relative to `offset` in `text`, placed in the whole file.
 fn json_error(text: &str, offset: usize, e: serde_json::Error) -> ParseError {
     let before = &text[..offset];
@@ -888,7 +1002,7 @@ pub fn load(
             let index = Index::new(walked.layout, keys.into_iter());
             return Ok(((fingerprint, pods, index), walked.len));
         }
-        let (content, fingerprint, len) = read_whole(file)?;
+        let (content, fingerprint, len) = read_whole(file, None)?;
         let pods = content.pods();
         let mut index = None;
         let Some(Version::Whole(all)) = advance(&mut index, content) else {
@@ -987,19 +1101,31 @@ fn read_content(
         };
         return Ok((content, fingerprint, len));
     }
-    read_whole(source)
+    read_whole(source, index)
 }
 
-/// A version read into memory whole and parsed, with its fingerprint and length.
-fn read_whole(source: &mut (impl Read + Seek)) -> Result<(Content, u64, u64), ReadError> {
+/// A version read into memory whole, with its content, fingerprint and length: YAML split into
+/// items where it can be (compared with the last version by `index`), else parsed whole.
+fn read_whole(
+    source: &mut (impl Read + Seek),
+    index: Option<&Index>,
+) -> Result<(Content, u64, u64), ReadError> {
+    // Sized at once: grown as it is read, a 40 MB buffer is moved and faulted in several times.
+    let len = source.seek(SeekFrom::End(0))?;
     source.seek(SeekFrom::Start(0))?;
-    let mut bytes = Vec::new();
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0).saturating_add(1));
     source.read_to_end(&mut bytes)?;
     let text = std::str::from_utf8(&bytes).map_err(|e| ParseError::Content {
         document: 0,
         message: format!("not UTF-8 text (byte {})", e.valid_up_to()),
     })?;
-    let content = parse_content(text)?;
+    let split = (!text.trim_start().starts_with('{'))
+        .then(|| yaml_items(text, index))
+        .flatten();
+    let content = match split {
+        Some(content) => content,
+        None => parse_content(text)?,
+    };
     let fingerprint = content.fingerprint(&bytes);
     Ok((content, fingerprint, bytes.len() as u64))
 }
@@ -1508,6 +1634,108 @@ status:
     /// changed, added, removed, renamed, reordered and duplicated items.
     #[test]
     fn changes_between_json_versions_equal_whole_versions() {
+        let reads = random_versions(|items, round, next| {
+            // Now and then the text around the items changes, or the space between them.
+            let separator = if next(10) == 0 { " ,\t" } else { ",\n" };
+            pod_list_as(items, round / 50, separator)
+        });
+        // The text around the items changing (every 50 rounds) is compared in order too, and an
+        // item cut by a chunk's end is read on, not given up: only the versions after one with
+        // a repeated item (which keeps no index) are read whole, and those found to name one
+        // pod twice read again.
+        assert!(reads[&Read::Walked] > 1500, "{reads:?}");
+        assert!(reads[&Read::Again] > 10, "{reads:?}");
+    }
+
+    /// A YAML pod as `kubectl get pods -o yaml` lists it, entries at `indent`.
+    fn yaml_entry((name, ip): (usize, usize), indent: usize) -> String {
+        let i = " ".repeat(indent);
+        format!(
+            "{i}- apiVersion: v1\n{i}  kind: Pod\n{i}  metadata:\n{i}    name: p{name}\n\
+             {i}    namespace: ns\n{i}  status:\n{i}    podIP: 10.0.0.{ip}\n"
+        )
+    }
+
+    /// A YAML list as kubectl prints it, its entries at `indent`, `version` in its metadata.
+    fn yaml_list(items: &[(usize, usize)], version: usize, indent: usize) -> String {
+        let entries: String = items.iter().map(|&item| yaml_entry(item, indent)).collect();
+        format!(
+            "apiVersion: v1\nitems:\n{entries}kind: List\nmetadata:\n  resourceVersion: \"{version}\"\n"
+        )
+    }
+
+    /// The same pods as YAML documents, after a comment.
+    fn yaml_documents(items: &[(usize, usize)], version: usize) -> String {
+        let documents: String = items
+            .iter()
+            .map(|&(name, ip)| {
+                format!("---\nkind: Pod\nmetadata:\n  name: p{name}\n  namespace: ns\nstatus:\n  podIP: 10.0.0.{ip}\n")
+            })
+            .collect();
+        format!("# version {version}\n{documents}")
+    }
+
+    /// YAML lists and documents compared item by item give what parsing each version whole
+    /// gives, through the same changes as JSON lists, and are compared rather than parsed.
+    #[test]
+    fn changes_between_yaml_versions_equal_whole_versions() {
+        let reads = random_versions(|items, round, next| match (round / 200) % 3 {
+            0 => yaml_list(items, round / 50, 0),
+            1 => yaml_list(items, round / 50, 2 * next(2)),
+            _ => yaml_documents(items, round / 50),
+        });
+        assert!(reads[&Read::Walked] > 1500, "{reads:?}");
+        assert!(reads[&Read::Again] > 10, "{reads:?}");
+    }
+
+    /// Lines inside a YAML item that look like entries, keys or markers (in a block scalar, a
+    /// quoted value over lines, a comment at the start of a line) stay in their item, as YAML
+    /// reads them, and so do Windows line ends.
+    #[test]
+    fn yaml_values_that_look_like_entries_stay_in_their_item() {
+        let pod = |name: &str, ip: &str| {
+            format!(
+                "- metadata:
+    name: {name}
+    namespace: ns
+    annotations:
+      script: |
+        - not an entry
+        items:
+        ---
+      note: \"a quoted
+        value over lines\"
+# a comment at the start of a line
+  status:\r
+    podIP: {ip}\r
+"
+            )
+        };
+        let list = |a: &str, b: &str| {
+            format!(
+                "kind: List\nitems:\n{}{}metadata: {{}}\n",
+                pod("p1", a),
+                pod("p2", b)
+            )
+        };
+        let mut index = None;
+        let mut state = State::new();
+        for (text, how) in [
+            (list("10.0.0.1", "10.0.0.2"), Read::Whole),
+            (list("10.0.0.1", "10.0.0.3"), Read::Walked),
+        ] {
+            assert_eq!(step(&mut index, &mut state, &text), how, "{text}");
+            assert_eq!(state, whole(parse(&text).unwrap()), "{text}");
+            assert_eq!(state.len(), 2);
+        }
+    }
+
+    /// Reads 2,000 versions of a changing list as the watcher does, each `render`ed from the
+    /// list's items (name and address of each pod), the round and a random source, requiring
+    /// each to give the pods the version gives read whole; how each was read.
+    fn random_versions(
+        render: impl Fn(&[(usize, usize)], usize, &mut dyn FnMut(usize) -> usize) -> String,
+    ) -> HashMap<Read, usize> {
         let mut rng = 0x2545_f491_4f6c_dd1du64;
         let mut next = move |n: usize| {
             rng ^= rng << 13;
@@ -1552,9 +1780,7 @@ status:
                 }
                 _ => {}
             }
-            // Now and then the text around the items changes, or the space between them.
-            let separator = if next(10) == 0 { " ,\t" } else { ",\n" };
-            let text = pod_list_as(&items, round / 50, separator);
+            let text = render(&items, round, &mut next);
             // Read a few bytes at a time: items and the space between them fall across every
             // kind of chunk boundary.
             let chunk = 1 + next(100);
@@ -1563,12 +1789,7 @@ status:
                 .or_insert(0) += 1;
             assert_eq!(state, whole(parse(&text).unwrap()), "round {round}: {text}");
         }
-        // The text around the items changing (every 50 rounds) is compared in order too, and an
-        // item cut by a chunk's end is read on, not given up: only the versions after one with
-        // a repeated item (which keeps no index) are read whole, and those found to name one
-        // pod twice read again.
-        assert!(reads[&Read::Walked] > 1500, "{reads:?}");
-        assert!(reads[&Read::Again] > 10, "{reads:?}");
+        reads
     }
 
     /// The pods of a JSON list walked a chunk at a time with no last version to compare with,
@@ -1880,20 +2101,16 @@ status:
             }
             _ => panic!("expected the changes"),
         }
-        // YAML is always read whole, and the next JSON version is then read whole too.
-        let content = read_text(POD_YAML, index.as_ref());
-        assert!(matches!(
-            advance(&mut index, content),
-            Some(Version::Whole(_))
-        ));
-        assert_eq!(
-            step(&mut index, &mut state, &pod_list(&changed)),
-            Read::Whole
-        );
-        assert_eq!(
-            step(&mut index, &mut state, &pod_list(&items)),
-            Read::Walked
-        );
+        state = whole(parse(&pod_list(&changed)).unwrap());
+        // A YAML version is compared by its items too: with no text in common, every pod of the
+        // JSON version goes and the YAML one comes, and back again.
+        assert_eq!(step(&mut index, &mut state, POD_YAML), Read::Walked);
+        assert_eq!(state, whole(parse(POD_YAML).unwrap()));
+        for version in [&changed, &items] {
+            let text = pod_list(version);
+            assert_eq!(step(&mut index, &mut state, &text), Read::Walked);
+            assert_eq!(state, whole(parse(&text).unwrap()));
+        }
     }
 
     #[test]
