@@ -11,13 +11,14 @@ Reported: queries per second; queries per second of server CPU time (utime + sti
 TCP with pipelined queries; resident memory after loading and the time from start to the first
 answer; and freshness at 100,000 members under 1,000 pod changes a second while roster answers
 half its maximum query load: the file source (each version of the file, from its rename to the
-new answer) and the Kubernetes source (benches/kube.rs, run from here); and the file source's
-freshness at smaller sizes.
+new answer) and the Kubernetes source (benches/kube.rs, run from here); the file source's
+freshness at smaller sizes; and the pods file as JSON and as YAML at 100,000 members.
 
-    benches/compare.py                 # everything (about 11 minutes)
+    benches/compare.py                 # everything (about 12 minutes)
     benches/compare.py --quick         # one run of each, shorter
     benches/compare.py --only udp5k    # one scenario: udp5k, edns100k, tcp5k, load100k, fresh100k,
-                                       # freshsizes (the file source's freshness by zone size)
+                                       # freshsizes (the file source's freshness by zone size),
+                                       # formats100k (the pods file as JSON and as YAML)
 
 Installs knot, nsd and dnsperf (Debian packages) when missing; needs root for that.
 """
@@ -47,7 +48,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # PROBE_EVERY: a prober asking back to back would be a load of its own, on top of dnsperf's, and
 # each of its lone queries wakes the server's core.
 PROBE_EVERY = 0.00025
-SCENARIOS = ["udp5k", "edns100k", "tcp5k", "load100k", "fresh100k", "freshsizes"]
+SCENARIOS = ["udp5k", "edns100k", "tcp5k", "load100k", "fresh100k", "freshsizes", "formats100k"]
 
 
 def ensure_tools():
@@ -531,6 +532,80 @@ def read_alone(path, passes=20):
     return best * 1000
 
 
+def yaml_text(value, indent=0):
+    """Block YAML as `kubectl get -o yaml` writes it: a list under a key at the key's
+    indentation, strings quoted."""
+    pad, out = " " * indent, ""
+    scalar = lambda v: "{}" if v == {} else "[]" if v == [] else json.dumps(v)
+    if isinstance(value, dict):
+        for key, v in value.items():
+            if isinstance(v, (dict, list)) and v:
+                out += f"{pad}{key}:\n" + yaml_text(v, indent + 2 if isinstance(v, dict) else indent)
+            else:
+                out += f"{pad}{key}: {scalar(v)}\n"
+    else:
+        for v in value:
+            out += f"{pad}- " + (yaml_text(v, indent + 2)[indent + 2:] if isinstance(v, dict) else f"{scalar(v)}\n")
+    return out
+
+
+def file_formats(services, members, changes=20):
+    """The same pods file as JSON and as YAML (kubectl's layouts): start to first answer, resident
+    memory after loading, and single pod changes, each in a new version of the file replaced by a
+    rename, timed to the new address in an answer (a core to itself, no DNS load), with the most
+    resident memory over the changes."""
+    print(f"\n### The pods file as JSON and as YAML, {services * members:,} members\n")
+    print(f"{changes} versions, each changing one pod's address; no DNS load.\n")
+    print("| format | file (MB) | start to first answer (s) | resident after load (MiB) | change p50 (ms) "
+          "| change max (ms) | most resident (MiB) |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="roster-compare-") as w:
+        dataset(services, members, w)
+        path = os.path.join(w, "pods.json")
+        with open(path) as f:
+            json_text = f.read()
+        texts = {"JSON": json_text, "YAML": yaml_text(json.loads(json_text))}
+        affinity = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {int(CLIENT_CORE)})
+        try:
+            for kind, text in texts.items():
+                with open(path, "w") as f:
+                    f.write(text)
+                server = Server("roster", w, free_port())
+                took = []
+                try:
+                    started = server.start()
+                    time.sleep(1)
+                    loaded = server.rss_mib()
+                    for k in range(changes):
+                        n = 1 + k * 7919 % (services * members)
+                        old, new = ip(n), f"10.250.{k >> 8}.{k & 255 or 1}"
+                        # Quoted in both formats: only this pod's address matches.
+                        text = text.replace(f'"{old}"', f'"{new}"')
+                        with open(path + ".new", "w") as f:
+                            f.write(text)
+                        os.link(path, path + ".old")
+                        os.rename(path + ".new", path)
+                        start = time.monotonic()
+                        name = f"svc{(n - 1) // members}-{(n - 1) % members}.svc{(n - 1) // members}.{NS}.{ZONE}"
+                        while time.monotonic() - start < 30:
+                            if a_address(server.port, name) == new:
+                                took.append(time.monotonic() - start)
+                                break
+                            time.sleep(PROBE_EVERY)
+                        else:
+                            took.append(float("inf"))
+                        os.unlink(path + ".old")
+                    peak = server.rss_mib("VmHWM")
+                finally:
+                    server.stop()
+                took.sort()
+                print(f"| {kind} | {len(text) / 1e6:.1f} | {started:.2f} | {loaded:.1f} | "
+                      f"{took[len(took) // 2] * 1000:.1f} | {took[-1] * 1000:.1f} | {peak:.1f} |", flush=True)
+        finally:
+            os.sched_setaffinity(0, affinity)
+
+
 def kube_freshness():
     """The Kubernetes source, under load: benches/kube.rs at 100,000 pods."""
     print("\n### Freshness, Kubernetes source (cargo bench --bench kube -- --pods 100000)\n",
@@ -563,6 +638,8 @@ def main():
         kube_freshness()
     if "freshsizes" in only:
         file_sizes()
+    if "formats100k" in only:
+        file_formats(20_000, 5)
 
 
 if __name__ == "__main__":
