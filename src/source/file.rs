@@ -747,10 +747,10 @@ fn yaml_items(text: &str, index: Option<&Index>) -> Option<Content> {
     let mut items = Vec::with_capacity(split.items.len());
     // The items to parse, by place.
     let mut unknown = Vec::new();
-    for (i, text) in split.items.iter().enumerate() {
+    for (i, item_text) in split.items.iter().enumerate() {
         let item = Item {
-            hash: text_hash(text.as_bytes()),
-            len: u32::try_from(text.len()).ok()?,
+            hash: text_hash(item_text.as_bytes()),
+            len: u32::try_from(item_text.len()).ok()?,
         };
         if compare
             .expected()
@@ -768,6 +768,7 @@ fn yaml_items(text: &str, index: Option<&Index>) -> Option<Content> {
     for run in unknown.chunk_by(|a, b| *b == a + 1) {
         for batch in run.chunks(YAML_BATCH) {
             let (first, last) = (batch[0], batch[batch.len() - 1]);
+            // The items are consecutive slices of `text`.
             let start = split.items[first].as_ptr() as usize - text.as_ptr() as usize;
             let end = split.items[last].as_ptr() as usize - text.as_ptr() as usize
                 + split.items[last].len();
