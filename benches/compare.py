@@ -467,22 +467,7 @@ def file_run(services, members, seconds, rate):
                     items[n] = json.dumps(pods[n])
                 probe = pods[n]
                 name = f"{probe['metadata']['name']}.{probe['metadata']['labels']['roster.io/service']}.{NS}.{ZONE}"
-                with open(path + ".new", "w") as f:
-                    f.write(head + ", ".join(items) + "]}")
-                # The replaced version stays linked until it is timed: freeing 40 MB of it would
-                # otherwise happen inside the rename, after the new version is in place, and
-                # delay the clock's start.
-                os.link(path, path + ".old")
-                os.rename(path + ".new", path)
-                start = time.monotonic()
-                while time.monotonic() - start < 5:
-                    if a_address(server.port, name) == new:
-                        took.append(time.monotonic() - start)
-                        break
-                    time.sleep(PROBE_EVERY)
-                else:
-                    took.append(float("inf"))
-                os.unlink(path + ".old")
+                took.append(replace_and_time(server.port, path, head + ", ".join(items) + "]}", name, new))
                 busy_rss = max(busy_rss, server.rss_mib())
             elapsed = time.monotonic() - began
             with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as r:
@@ -511,6 +496,27 @@ def file_run(services, members, seconds, rate):
                 "served": float(served), "maximum": maximum, "lost": lost, "p50": pct(0.5), "p99": pct(0.99),
                 "max": took[-1] * 1000, "first": first * 1000, "rss": busy_rss, "programmed": total,
                 "within": within, "mb": mb, "read": read}
+
+
+def replace_and_time(port, path, text, name, new, limit=5):
+    """Replaces the pods file at `path` with `text` (a new file renamed into place) and returns
+    the seconds from the end of the rename to `name` answering `new`, asked every PROBE_EVERY;
+    infinity after `limit` seconds."""
+    with open(path + ".new", "w") as f:
+        f.write(text)
+    # The replaced version stays linked until it is timed: freeing 40 MB of it would otherwise
+    # happen inside the rename, after the new version is in place, and delay the clock's start.
+    os.link(path, path + ".old")
+    os.rename(path + ".new", path)
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < limit:
+            if a_address(port, name) == new:
+                return time.monotonic() - start
+            time.sleep(PROBE_EVERY)
+        return float("inf")
+    finally:
+        os.unlink(path + ".old")
 
 
 def read_alone(path, passes=20):
@@ -582,20 +588,8 @@ def file_formats(services, members, changes=20):
                         old, new = ip(n), f"10.250.{k >> 8}.{k & 255 or 1}"
                         # Quoted in both formats: only this pod's address matches.
                         text = text.replace(f'"{old}"', f'"{new}"')
-                        with open(path + ".new", "w") as f:
-                            f.write(text)
-                        os.link(path, path + ".old")
-                        os.rename(path + ".new", path)
-                        start = time.monotonic()
                         name = f"svc{(n - 1) // members}-{(n - 1) % members}.svc{(n - 1) // members}.{NS}.{ZONE}"
-                        while time.monotonic() - start < 30:
-                            if a_address(server.port, name) == new:
-                                took.append(time.monotonic() - start)
-                                break
-                            time.sleep(PROBE_EVERY)
-                        else:
-                            took.append(float("inf"))
-                        os.unlink(path + ".old")
+                        took.append(replace_and_time(server.port, path, text, name, new, limit=30))
                     peak = server.rss_mib("VmHWM")
                 finally:
                     server.stop()

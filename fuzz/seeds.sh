@@ -51,24 +51,9 @@ for name, versions in seeds.items():
             f.write(bytes([chunk]) + b"\0".join(text(v) for v in versions))
 with open(os.path.join(sys.argv[1], "seed-indented"), "wb") as f:
     f.write(bytes([31]) + text(first, 4) + b"\0" + text(moved, 4))
-def scalar(v):
-    return "{}" if v == {} else "[]" if v == [] else json.dumps(v)
-def emit(v, ind):
-    """Block YAML as kubectl writes it: a list under a key at the key's indentation."""
-    pad, out = " " * ind, ""
-    if isinstance(v, dict):
-        for k, val in v.items():
-            if isinstance(val, (dict, list)) and val:
-                out += f"{pad}{k}:\n" + emit(val, ind + 2 if isinstance(val, dict) else ind)
-            else:
-                out += f"{pad}{k}: {scalar(val)}\n"
-    else:
-        for item in v:
-            if isinstance(item, dict):
-                out += f"{pad}- " + emit(item, ind + 2)[ind + 2:]
-            else:
-                out += f"{pad}- {scalar(item)}\n"
-    return out
+# kubectl's YAML layout, as the benchmark writes it.
+sys.path.insert(0, "../benches")
+from compare import yaml_text as emit
 def yaml_list(pods):
     return emit({"apiVersion": "v1", "items": pods, "kind": "List",
                  "metadata": {"resourceVersion": ""}}, 0).encode()
