@@ -6,62 +6,9 @@ mod common;
 
 use common::*;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-/// A resolver process, killed by PID when dropped.
-struct Resolver {
-    child: Child,
-    addr: SocketAddr,
-    name: &'static str,
-}
-
-impl Drop for Resolver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Resolver {
-    fn spawn(name: &'static str, program: &str, args: &[String], port: u16) -> Resolver {
-        // Daemons live in /usr/sbin, which is not on every user's PATH.
-        let sbin = std::path::Path::new("/usr/sbin").join(program);
-        let program = if sbin.exists() {
-            sbin.display().to_string()
-        } else {
-            program.to_owned()
-        };
-        let child = Command::new(&program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("{program} must be installed for this test (see README): {e}")
-            });
-        let mut resolver = Resolver {
-            child,
-            addr: ([127, 0, 0, 1], port).into(),
-            name,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Some(status) = resolver.child.try_wait().unwrap() {
-                panic!("{name} exited at start: {status}");
-            }
-            // Any answer (even REFUSED for the root) means the resolver is up; dig also prints
-            // its errors ("connection refused") to stdout, so look for a header.
-            if dig(resolver.addr, &["+norec", "."]).contains("status:") {
-                return resolver;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("{name} did not start on port {port}");
-    }
-
-    fn unbound(roster: SocketAddr, dir: &std::path::Path) -> Resolver {
+impl Daemon {
+    fn unbound(roster: SocketAddr, dir: &std::path::Path) -> Daemon {
         let port = free_port();
         let conf = dir.join("unbound.conf");
         std::fs::write(
@@ -104,7 +51,7 @@ stub-zone:
     }
 
     /// dnsmasq forwarding the zone to roster, with `extra` options.
-    fn dnsmasq(roster: SocketAddr, dir: &std::path::Path, extra: &[&str]) -> Resolver {
+    fn dnsmasq(roster: SocketAddr, dir: &std::path::Path, extra: &[&str]) -> Daemon {
         let port = free_port();
         let mut args = vec![
             "-k".to_string(),
@@ -134,7 +81,7 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-fn check_through(resolver: &Resolver) {
+fn check_through(resolver: &Daemon) {
     let name = resolver.name;
     let at = resolver.addr;
     // qname minimisation walks the empty non-terminals first: they must not be NXDOMAIN.
@@ -183,7 +130,7 @@ fn check_through(resolver: &Resolver) {
 fn unbound_stub_zone() {
     let r = Roster::start(&world());
     let dir = temp_dir();
-    let unbound = Resolver::unbound(r.addr, &dir);
+    let unbound = Daemon::unbound(r.addr, &dir);
     check_through(&unbound);
     drop(unbound);
     let _ = std::fs::remove_dir_all(dir);
@@ -193,7 +140,7 @@ fn unbound_stub_zone() {
 fn dnsmasq_server_for_the_zone() {
     let r = Roster::start(&world());
     let dir = temp_dir();
-    let dnsmasq = Resolver::dnsmasq(r.addr, &dir, &[]);
+    let dnsmasq = Daemon::dnsmasq(r.addr, &dir, &[]);
     check_through(&dnsmasq);
     drop(dnsmasq);
     let _ = std::fs::remove_dir_all(dir);
@@ -205,7 +152,7 @@ fn dnsmasq_server_for_the_zone() {
 fn dnsmasq_adding_client_subnets() {
     let r = Roster::start_with("", &world(), &["--admin-listen", "127.0.0.1:0"]);
     let dir = temp_dir();
-    let dnsmasq = Resolver::dnsmasq(r.addr, &dir, &["--add-subnet=24,56"]);
+    let dnsmasq = Daemon::dnsmasq(r.addr, &dir, &["--add-subnet=24,56"]);
     check_through(&dnsmasq);
     drop(dnsmasq);
     let (_, text) = http_get(r.admin.unwrap(), "/metrics");

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every check of roster: formatting, lints, unit tests, and the integration tests against
-# the real binary, dig, Unbound, dnsmasq, a fake Kubernetes API server, and the deploy/
-# manifests rendered by kubectl and validated offline by kubernetes-validate; and that the fuzz
-# targets compile.
+# the real binary, dig, Unbound, dnsmasq, Knot DNS (as the reference answers are compared with),
+# a fake Kubernetes API server, and the deploy/ manifests rendered by kubectl and validated
+# offline by kubernetes-validate; and that the fuzz targets compile.
 #
 # Missing tools are installed: Debian packages with apt-get (as root, or through sudo)
-#   bind9-dnsutils (dig)   unbound   dnsmasq-base   kubernetes-client (kubectl)   python3-venv
+#   bind9-dnsutils (dig)   unbound   dnsmasq-base   knot (knotd)   kubernetes-client (kubectl)
+#   python3-venv
 #   iproute2 (ip, tc: the congestion test's network namespaces, run as root)
 # and kubernetes-validate from PyPI into target/k8s-validate (a virtual environment).
 set -euo pipefail
@@ -17,6 +18,7 @@ missing=()
 have dig || missing+=(bind9-dnsutils)
 have unbound || missing+=(unbound)
 have dnsmasq || missing+=(dnsmasq-base)
+have knotd || missing+=(knot)
 have kubectl || missing+=(kubernetes-client)
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 { have ip && have tc; } || missing+=(iproute2)

@@ -505,6 +505,61 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A DNS daemon (a resolver, a reference server) started on a loopback port, killed by PID
+/// when dropped.
+pub struct Daemon {
+    child: Child,
+    pub addr: SocketAddr,
+    pub name: &'static str,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    /// Starts `program` (from /usr/sbin where it is there) and waits until it answers on `port`.
+    pub fn spawn(name: &'static str, program: &str, args: &[String], port: u16) -> Daemon {
+        // Daemons live in /usr/sbin, which is not on every user's PATH.
+        let sbin = std::path::Path::new("/usr/sbin").join(program);
+        let program = if sbin.exists() {
+            sbin.display().to_string()
+        } else {
+            program.to_owned()
+        };
+        let child = Command::new(&program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{program} must be installed for this test (see README): {e}")
+            });
+        let mut daemon = Daemon {
+            child,
+            addr: ([127, 0, 0, 1], port).into(),
+            name,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(status) = daemon.child.try_wait().unwrap() {
+                panic!("{name} exited at start: {status}");
+            }
+            // Any answer (even REFUSED for the root) means the daemon is up; dig also prints
+            // its errors ("connection refused") to stdout, so look for a header.
+            if dig(daemon.addr, &["+norec", "."]).contains("status:") {
+                return daemon;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{name} did not start on port {port}");
+    }
+}
+
 // ---- HTTP ---------------------------------------------------------------------------------
 
 /// GET `path` over HTTP/1.0; (status code, body).
