@@ -682,6 +682,7 @@ mod tests {
     use super::*;
     use crate::source::{PodView, PortView, Protocol};
     use crate::zone::{AnswerKind, DomainName, QType, Rdata, ZoneSettings, answer};
+    use std::net::IpAddr;
 
     fn pod(name: &str, ip: &str) -> PodView {
         PodView {
@@ -981,5 +982,178 @@ mod tests {
             AnswerKind::NxDomain
         );
         assert_eq!(a_records(&snap, "db.prod.roster.internal").1, ["10.0.0.2"]);
+    }
+
+    /// Everything a snapshot serves and shows, but its serial, as text.
+    fn served(snap: &Snapshot, addresses: &[IpAddr]) -> String {
+        let mut services: Vec<String> = snap
+            .services()
+            .map(|(id, node)| format!("{id:?} {node:?}"))
+            .collect();
+        services.sort();
+        let reverse: Vec<String> = addresses
+            .iter()
+            .map(|ip| {
+                let holders = snap.reverse(ip).unwrap_or_default();
+                let names: Vec<String> = holders.iter().map(|id| id.relative()).collect();
+                format!("{ip} {names:?}")
+            })
+            .collect();
+        let namespaces: Vec<bool> = ["prod", "stage"]
+            .iter()
+            .map(|ns| snap.has_namespace(ns))
+            .collect();
+        let skipped: Vec<String> = snap
+            .skipped()
+            .map(|(k, v)| format!("{k:?} {v:?}"))
+            .collect();
+        format!(
+            "{services:#?}\n{reverse:#?}\nnamespaces {namespaces:?}\ncounts {:?}\nskipped {skipped:#?}",
+            snap.member_counts()
+        )
+    }
+
+    /// However the pods arrived (added, changed and deleted one at a time, in batches as the pods
+    /// file sends them, relisted), the zone is the one a first list of the pods there now gives:
+    /// names follow the pods present, not their history. Pods are drawn from a small pool, so
+    /// that names conflict, addresses are shared, and pods enter and leave services often.
+    #[test]
+    fn events_give_the_zone_a_fresh_list_of_the_same_pods_gives() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: usize| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % n as u64) as usize
+        };
+        let addresses: Vec<IpAddr> = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "fd00::1", "fd00::2"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let names = ["db-0", "db-1", "db-2", "db-01", "web-1", "x"];
+        let random_pod = |next: &mut dyn FnMut(usize) -> usize| {
+            let pick = |next: &mut dyn FnMut(usize) -> usize, options: &[&str]| {
+                let i = next(options.len() + 1);
+                options.get(i).map(|s| s.to_string())
+            };
+            let statefulset = pick(next, &["db"]);
+            PodView {
+                namespace: ["prod", "stage"][next(2)].into(),
+                name: names[next(names.len())].into(),
+                label_service: pick(next, &["db", "web"]),
+                label_name: pick(next, &["db", "web"]).filter(|_| next(3) == 0),
+                label_ordinal: pick(next, &["0", "1", "07"]).filter(|_| next(3) == 0),
+                label_pod_index: pick(next, &["2"]).filter(|_| next(3) == 0),
+                annotation_port: pick(next, &["peer", "9000", "nope"]).filter(|_| next(3) == 0),
+                annotation_publish_not_ready: next(5) == 0,
+                subdomain: statefulset.clone().filter(|_| next(4) != 0),
+                statefulset,
+                ips: (0..next(3))
+                    .map(|_| addresses[next(addresses.len())])
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+                bad_ips: vec![],
+                ready: next(4) != 0,
+                terminating: next(6) == 0,
+                finished: next(12) == 0,
+                created: [None, Some(1), Some(2)][next(3)],
+                ports: [
+                    ("peer", 7000, Protocol::Tcp),
+                    ("gossip", 7946, Protocol::Udp),
+                ]
+                .into_iter()
+                .filter(|_| next(2) == 0)
+                .map(|(name, number, protocol)| PortView {
+                    container: 0,
+                    name: Some(name.into()),
+                    number,
+                    protocol: Some(protocol),
+                })
+                .collect(),
+            }
+        };
+        for config in [
+            IdentityConfig::default(),
+            IdentityConfig {
+                publish_not_ready: true,
+                protect_statefulset_names: true,
+                max_per_service: 2,
+                ..IdentityConfig::default()
+            },
+        ] {
+            let mut m = Membership::new(config, [Scope::Cluster]);
+            list(&mut m, &[]);
+            let mut pods: BTreeMap<PodKey, PodView> = BTreeMap::new();
+            // Steps whose zone had services, conflicts, an address with two names, pods skipped.
+            let mut seen = [0; 4];
+            for step in 0..3000 {
+                match next(10) {
+                    0..=4 => {
+                        let pod = random_pod(&mut next);
+                        pods.insert(pod.key(), pod.clone());
+                        m.handle(PodEvent::Apply(pod));
+                    }
+                    5 | 6 => {
+                        let ns = ["prod", "stage"][next(2)];
+                        let key = PodKey::new(ns, names[next(names.len())]);
+                        pods.remove(&key);
+                        m.handle(PodEvent::Delete(key));
+                    }
+                    7 | 8 => {
+                        let mut delete = Vec::new();
+                        let mut apply = Vec::new();
+                        for _ in 0..next(4) {
+                            let key =
+                                PodKey::new(["prod", "stage"][next(2)], names[next(names.len())]);
+                            if pods.remove(&key).is_some() {
+                                delete.push(key);
+                            }
+                        }
+                        for _ in 0..next(4) {
+                            let pod = random_pod(&mut next);
+                            if pods.insert(pod.key(), pod.clone()).is_none() {
+                                apply.push(pod);
+                            } else {
+                                // One version of a pod per batch, as a version of the file has.
+                                apply.retain(|p: &PodView| p.key() != pod.key());
+                                apply.push(pod);
+                            }
+                        }
+                        m.handle(PodEvent::Changes { delete, apply });
+                    }
+                    _ => {
+                        let mut listed: Vec<PodView> = pods.values().cloned().collect();
+                        listed.reverse();
+                        list(&mut m, &listed);
+                    }
+                }
+                m.publish();
+                let mut fresh = Membership::new(config, [Scope::Cluster]);
+                let current: Vec<PodView> = pods.values().cloned().collect();
+                list(&mut fresh, &current);
+                let (got, want) = (served(&m.zone, &addresses), served(&fresh.zone, &addresses));
+                assert!(
+                    got == want,
+                    "step {step}: the zone after events differs from a fresh list of {current:#?}\
+                     \n-- after events\n{got}\n-- fresh\n{want}"
+                );
+                assert_eq!(m.stats().conflicts, fresh.stats().conflicts, "step {step}");
+                let zone = &fresh.zone;
+                let shared = |ip| zone.reverse(ip).is_some_and(|names| names.len() > 1);
+                for (n, seen) in [
+                    zone.service_count() > 0,
+                    fresh.stats().conflicts > 0,
+                    addresses.iter().any(shared),
+                    zone.skipped().next().is_some(),
+                ]
+                .into_iter()
+                .zip(&mut seen)
+                {
+                    *seen += usize::from(n);
+                }
+            }
+            assert!(seen.iter().all(|&n| n > 300), "{seen:?} of 3000 steps");
+        }
     }
 }
