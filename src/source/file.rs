@@ -8,7 +8,8 @@
 //! for one poll. A version is applied only if it parses completely, so a half-written file never
 //! reaches the zone. A version read whole goes out as one list (`Init`, `InitApply`…,
 //! `InitDone`); a JSON list compared with the last version (see `walk`), or YAML split into its
-//! items (see `yaml_items`), as one `Changes` event holding only the pods that changed.
+//! items as it is read (see `yaml_walk`), as one `Changes` event holding only the pods that
+//! changed.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -182,7 +183,7 @@ struct JsonDocument<'a> {
 enum Content {
     /// Every pod: YAML parsed whole, or a single JSON Pod.
     Pods(Vec<PodView>),
-    /// A JSON list, or YAML split into items (see [`yaml_items`]): where its items are, and the
+    /// A JSON list, or YAML split into items (see [`yaml_walk`]): where its items are, and the
     /// items parsed. When it was compared with the last one applied (see [`walk`]), only the
     /// items that one did not have are parsed, and `gone` holds the hashes of that one's items
     /// this one no longer has; else (`None`) every item is parsed.
@@ -729,68 +730,218 @@ fn items(text: &str, raw: Vec<&RawValue>) -> Result<Content, ParseError> {
     })
 }
 
-/// A YAML version split into its items (see [`yaml`]), each hashed and compared with the last
-/// version (`index`) as a JSON list is walked; the items it does not know are parsed, those
-/// next to each other together. `None` when the text does not split or its items do not parse
-/// as items: the version is then parsed whole, which also places the error.
-fn yaml_items(text: &str, index: Option<&Index>) -> Option<Content> {
-    let split = yaml::split(text)?;
-    if split.form == yaml::Form::List {
-        // What surrounds the items must make a list, as it must around a JSON list's.
-        let around = [split.head, split.tail].concat();
-        let docs: Vec<Document> =
-            serde_saphyr::from_multiple_with_options(&around, yaml_options(&around)).ok()?;
-        let [doc] = &docs[..] else {
-            return None;
-        };
-        if !matches!(doc.kind.as_deref(), None | Some("PodList" | "List"))
-            || doc.items.as_ref().is_some_and(|items| !items.0.is_empty())
-        {
-            return None;
-        }
+/// Reads a YAML pods file a chunk at a time, split into its items by lines as it is read (see
+/// [`yaml`]); each item is hashed and compared in order with the last version applied (`index`)
+/// as a JSON list is walked, and the items that version did not have are parsed, those next to
+/// each other together. Like [`walk`], it holds neither a large file's text nor its pods whole.
+/// `None` when the text is JSON (which [`walk`] gave up on: it is parsed whole), does not split,
+/// or its items do not parse as items: the version is then parsed whole, which also places the
+/// error.
+fn yaml_walk(
+    w: &mut Window<impl Read>,
+    index: Option<&Index>,
+    parsed: &mut impl FnMut(u64, PodView),
+) -> std::io::Result<Option<Walked>> {
+    // What a JSON text starts with, or a byte the split does not read as YAML's space.
+    let first = w
+        .get(0, CHUNK)?
+        .iter()
+        .find(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+        .copied();
+    if first.is_none_or(|c| c == b'{' || !c.is_ascii_graphic()) {
+        return Ok(None);
     }
-    let mut compare = Compare::new(index);
-    let mut items = Vec::with_capacity(split.items.len());
-    // The items to parse, by place.
-    let mut unknown = Vec::new();
-    for (i, item_text) in split.items.iter().enumerate() {
-        let item = Item {
-            hash: text_hash(item_text.as_bytes()),
-            len: u32::try_from(item_text.len()).ok()?,
+    let mut splitter = yaml::Splitter::new();
+    let mut items = YamlItems {
+        compare: Compare::new(index),
+        items: Vec::with_capacity(index.map_or(0, |i| i.layout.items.len())),
+        batch: None,
+    };
+    let mut head = Vec::new();
+    // Where the next line starts, and how much of a line the last chunk ended in.
+    let mut at = 0;
+    let mut partial = 0;
+    loop {
+        let keep = splitter.keep().min(items.batch.map_or(at, |b| b.1)).min(at);
+        let want = (at - keep) + CHUNK.max(2 * partial + 1);
+        let buf = w.get(keep, want)?;
+        let ended = buf.len() < want;
+        let text = Text {
+            bytes: buf,
+            base: keep,
         };
-        if compare
+        let origin = at;
+        let mut lines = memchr::memchr_iter(b'\n', &buf[at - keep..]);
+        let mut deep = splitter.deep();
+        loop {
+            let end = match lines.next() {
+                Some(i) => origin + i + 1,
+                None if ended && at < keep + buf.len() => keep + buf.len(),
+                None => break,
+            };
+            let line = text.get(at..end);
+            // Most lines are deep in an item: skipped here, a call to the splitter apiece
+            // would cost a third of the version.
+            if deep.is_some_and(|n| line.get(..n).is_some_and(|b| b.iter().all(|&c| c == b' '))) {
+                at = end;
+                continue;
+            }
+            let step = splitter.line(at, line);
+            deep = splitter.deep();
+            at = end;
+            match step {
+                yaml::Step::More => {}
+                yaml::Step::Head(r) => head = text.get(r).to_vec(),
+                yaml::Step::Item(r) => {
+                    if items.item(&text, r, splitter.form(), parsed).is_none() {
+                        return Ok(None);
+                    }
+                }
+                yaml::Step::Decline => return Ok(None),
+            }
+        }
+        if !ended {
+            partial = keep + buf.len() - at;
+            continue;
+        }
+        let Some(end) = splitter.finish(at) else {
+            return Ok(None);
+        };
+        if let Some(last) = end.last
+            && items.item(&text, last, end.form, parsed).is_none()
+        {
+            return Ok(None);
+        }
+        // The last items' text ends where the tail starts.
+        if items
+            .flush(&text, end.tail.start, end.form, parsed)
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let tail = text.get(end.tail);
+        if yaml::may_refer(&head) || yaml::may_refer(tail) || !yaml_around(&head, tail, end.form) {
+            return Ok(None);
+        }
+        let layout = Layout::new(&head, items.items, tail);
+        return Ok(Some(Walked {
+            layout,
+            gone: items.compare.gone(),
+            len: at as u64,
+        }));
+    }
+}
+
+/// A part of the file as read, with the file's offset of its first byte.
+struct Text<'a> {
+    bytes: &'a [u8],
+    base: usize,
+}
+
+impl Text<'_> {
+    fn get(&self, r: std::ops::Range<usize>) -> &[u8] {
+        &self.bytes[r.start - self.base..r.end - self.base]
+    }
+}
+
+/// Whether what surrounds a YAML list's items makes a list, as it must around a JSON list's;
+/// and, as the rest of a version is, UTF-8.
+fn yaml_around(head: &[u8], tail: &[u8], form: yaml::Form) -> bool {
+    let (Ok(head), Ok(tail)) = (std::str::from_utf8(head), std::str::from_utf8(tail)) else {
+        return false;
+    };
+    if form == yaml::Form::Documents {
+        return true;
+    }
+    let around = [head, tail].concat();
+    let Ok(docs) =
+        serde_saphyr::from_multiple_with_options::<Document>(&around, yaml_options(&around))
+    else {
+        return false;
+    };
+    let [doc] = &docs[..] else {
+        return false;
+    };
+    matches!(doc.kind.as_deref(), None | Some("PodList" | "List"))
+        && doc.items.as_ref().is_none_or(|items| items.0.is_empty())
+}
+
+/// The items of a YAML version as [`yaml_walk`] reads them.
+struct YamlItems<'a> {
+    compare: Compare<'a>,
+    items: Vec<Item>,
+    /// The items to parse that are next to each other, not parsed yet: the place in `items` of
+    /// the first, and where its text starts.
+    batch: Option<(usize, usize)>,
+}
+
+impl YamlItems<'_> {
+    /// The item at `r`: compared, and parsed with the unknown ones next to it (up to
+    /// [`YAML_BATCH`] at a time, or when an item the last version had comes between). `None`
+    /// when it cannot be read as an item.
+    fn item(
+        &mut self,
+        text: &Text,
+        r: std::ops::Range<usize>,
+        form: yaml::Form,
+        parsed: &mut impl FnMut(u64, PodView),
+    ) -> Option<()> {
+        let bytes = text.get(r.clone());
+        let item = Item {
+            hash: text_hash(bytes),
+            len: u32::try_from(bytes.len()).ok()?,
+        };
+        let known = if self
+            .compare
             .expected()
             .is_some_and(|e| (e.hash, e.len) == (item.hash, item.len))
         {
-            compare.met();
-        } else if compare.elsewhere(item.hash) {
-            unknown.push(i);
-        }
-        items.push(item);
-    }
-    // Items next to each other are parsed together, their text being one list or one stream of
-    // documents: a parser for each of 100,000 items costs 0.2 s more.
-    let mut parsed = Vec::with_capacity(unknown.len());
-    for run in unknown.chunk_by(|a, b| *b == a + 1) {
-        for batch in run.chunks(YAML_BATCH) {
-            let (first, last) = (batch[0], batch[batch.len() - 1]);
-            // The items are consecutive slices of `text`.
-            let start = split.items[first].as_ptr() as usize - text.as_ptr() as usize;
-            let end = split.items[last].as_ptr() as usize - text.as_ptr() as usize
-                + split.items[last].len();
-            let pods = yaml_pods(&text[start..end], split.form)?;
-            if pods.len() != batch.len() {
+            self.compare.met();
+            true
+        } else {
+            !self.compare.elsewhere(item.hash)
+        };
+        if known {
+            // Its text was split and parsed in an earlier version: no anchor, and UTF-8.
+            self.flush(text, r.start, form, parsed)?;
+        } else {
+            if yaml::may_refer(bytes) {
                 return None;
             }
-            parsed.extend(batch.iter().map(|&i| items[i].hash).zip(pods));
+            self.batch.get_or_insert((self.items.len(), r.start));
         }
+        self.items.push(item);
+        if self
+            .batch
+            .is_some_and(|(first, _)| self.items.len() - first == YAML_BATCH)
+        {
+            self.flush(text, r.end, form, parsed)?;
+        }
+        Some(())
     }
-    let layout = Layout::new(split.head.as_bytes(), items, split.tail.as_bytes());
-    Some(Content::Items {
-        layout,
-        parsed,
-        gone: compare.gone(),
-    })
+
+    /// Parses the batch, whose text ends at `end`.
+    fn flush(
+        &mut self,
+        text: &Text,
+        end: usize,
+        form: yaml::Form,
+        parsed: &mut impl FnMut(u64, PodView),
+    ) -> Option<()> {
+        let Some((first, start)) = self.batch.take() else {
+            return Some(());
+        };
+        let batch = std::str::from_utf8(text.get(start..end)).ok()?;
+        let pods = yaml_pods(batch, form)?;
+        let hashes = &self.items[first..];
+        if pods.len() != hashes.len() {
+            return None;
+        }
+        for (item, pod) in hashes.iter().zip(pods) {
+            parsed(item.hash, pod);
+        }
+        Some(())
+    }
 }
 
 /// How many YAML items are parsed together at most.
@@ -1019,26 +1170,34 @@ pub fn load(
     let ((fingerprint, pods, index), stamp) = read_file(path, |file| {
         deliver(start());
         let mut keys = Vec::new();
-        let walked = walk(
-            &mut Window::new(&mut *file, CHUNK),
-            None,
-            &mut |hash, view: PodView| {
+        // Pods delivered since the last `Init`.
+        let mut begun = false;
+        let walked = walk_file(file, None, CHUNK, &mut |parsed| match parsed {
+            Some((hash, view)) => {
                 keys.push((hash, view.key()));
+                begun = true;
                 deliver(pod(view));
-            },
-        )?;
+            }
+            None => {
+                keys.clear();
+                begun = false;
+                deliver(start());
+            }
+        })?;
         if let Some(walked) = walked {
             let (pods, fingerprint) = (walked.layout.items.len(), walked.layout.fingerprint);
             let index = Index::new(walked.layout, keys.into_iter());
             return Ok(((fingerprint, pods, index), walked.len));
         }
-        let (content, fingerprint, len) = read_whole(file, None)?;
+        let (content, fingerprint, len) = read_whole(file)?;
         let pods = content.pods();
         let mut index = None;
         let Some(Version::Whole(all)) = advance(&mut index, content) else {
             unreachable!("a first version has no index to compare with");
         };
-        deliver(start());
+        if begun {
+            deliver(start());
+        }
         all.into_iter().for_each(|view| deliver(pod(view)));
         Ok(((fingerprint, pods, index), len))
     })?;
@@ -1109,19 +1268,19 @@ impl From<ParseError> for ReadError {
     }
 }
 
-/// A version's content, fingerprint and length: a JSON list walked `chunk` bytes at a time (and
-/// compared in order with the last one, given its index), anything else read whole and parsed.
+/// A version's content, fingerprint and length: a JSON list or YAML split into items, walked
+/// `chunk` bytes at a time (and compared in order with the last one, given its index), anything
+/// else read whole and parsed.
 fn read_content(
     source: &mut (impl Read + Seek),
     index: Option<&Index>,
     chunk: usize,
 ) -> Result<(Content, u64, u64), ReadError> {
     let mut parsed = Vec::new();
-    let walked = walk(
-        &mut Window::new(&mut *source, chunk),
-        index,
-        &mut |hash, pod| parsed.push((hash, pod)),
-    )?;
+    let walked = walk_file(source, index, chunk, &mut |pod| match pod {
+        Some((hash, pod)) => parsed.push((hash, pod)),
+        None => parsed.clear(),
+    })?;
     if let Some(Walked { layout, gone, len }) = walked {
         let fingerprint = layout.fingerprint;
         let content = Content::Items {
@@ -1131,15 +1290,38 @@ fn read_content(
         };
         return Ok((content, fingerprint, len));
     }
-    read_whole(source, index)
+    read_whole(source)
 }
 
-/// A version read into memory whole, with its content, fingerprint and length: YAML split into
-/// items where it can be (compared with the last version by `index`), else parsed whole.
-fn read_whole(
+/// Walks the file as a JSON list, else as YAML split into items, comparing it with the last
+/// version applied (`index`); each pod parsed goes to `parsed` as soon as it is, and `None`
+/// there means the read starts over (what was given before does not count). `None` when the
+/// version must be read whole.
+fn walk_file(
     source: &mut (impl Read + Seek),
     index: Option<&Index>,
-) -> Result<(Content, u64, u64), ReadError> {
+    chunk: usize,
+    parsed: &mut impl FnMut(Option<(u64, PodView)>),
+) -> std::io::Result<Option<Walked>> {
+    let mut given = false;
+    let mut pod = |hash, pod| {
+        given = true;
+        parsed(Some((hash, pod)))
+    };
+    if let Some(walked) = walk(&mut Window::new(&mut *source, chunk), index, &mut pod)? {
+        return Ok(Some(walked));
+    }
+    if given {
+        parsed(None);
+    }
+    source.seek(SeekFrom::Start(0))?;
+    let mut pod = |hash, pod| parsed(Some((hash, pod)));
+    yaml_walk(&mut Window::new(&mut *source, chunk), index, &mut pod)
+}
+
+/// A version read into memory whole and parsed whole, with its content, fingerprint and
+/// length.
+fn read_whole(source: &mut (impl Read + Seek)) -> Result<(Content, u64, u64), ReadError> {
     // Sized at once: grown as it is read, a 40 MB buffer is moved and faulted in several times.
     let len = source.seek(SeekFrom::End(0))?;
     source.seek(SeekFrom::Start(0))?;
@@ -1149,11 +1331,7 @@ fn read_whole(
         document: 0,
         message: format!("not UTF-8 text (byte {})", e.valid_up_to()),
     })?;
-    let split = (!is_json(text)).then(|| yaml_items(text, index)).flatten();
-    let content = match split {
-        Some(content) => content,
-        None => parse_content(text)?,
-    };
+    let content = parse_content(text)?;
     let fingerprint = content.fingerprint(&bytes);
     Ok((content, fingerprint, bytes.len() as u64))
 }
@@ -1930,7 +2108,8 @@ status:
         );
         for (text, starts) in [
             (list.as_str(), 1),
-            (POD_YAML, 2),
+            // YAML is walked too: one document, one item.
+            (POD_YAML, 1),
             (pod_with_items.as_str(), 2),
         ] {
             std::fs::write(&path, text).unwrap();
@@ -2085,6 +2264,36 @@ status:
                     }
                     Err(other) => panic!("{other:?}"),
                     Ok(_) => panic!("read text that is not UTF-8: {bytes:?}"),
+                }
+            }
+        }
+    }
+
+    /// YAML text that is not UTF-8 is refused as it is read whole, wherever the byte is: in the
+    /// text before the items, an item, or the text after them; read first or compared with a
+    /// good version, in small chunks or whole.
+    #[test]
+    fn yaml_text_must_be_utf8() {
+        let items: Vec<(usize, usize)> = (0..3).map(|i| (i, i)).collect();
+        let good = yaml_list(&items, 1, 0);
+        let mut index = None;
+        step(&mut index, &mut State::new(), &good);
+        assert!(index.is_some(), "the good version is compared item by item");
+        let at = |needle: &str| good.find(needle).unwrap();
+        for place in [0, at("    name: p1"), at("kind: List")] {
+            let bytes = [
+                &good.as_bytes()[..place],
+                b"# \xff\n",
+                &good.as_bytes()[place..],
+            ]
+            .concat();
+            for (compared, chunk) in [(None, 7), (index.as_ref(), 7), (index.as_ref(), CHUNK)] {
+                match read_bytes(&bytes, compared, chunk) {
+                    Err(ParseError::Content { message, .. }) => {
+                        assert!(message.contains("not UTF-8"), "{message}")
+                    }
+                    Err(other) => panic!("{other:?}"),
+                    Ok(_) => panic!("read text that is not UTF-8 at {place}"),
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! A YAML pods file split into its items by lines, without parsing it, so that a new version is
 //! parsed only where its text changed: at 100,000 pods, parsing 40 MB of YAML takes seconds,
-//! hashing it milliseconds.
+//! hashing it milliseconds. The [`Splitter`] is fed the lines as the file is read, so that the
+//! text is never held whole.
 //!
 //! Two layouts are split: a list as `kubectl get pods -o yaml` prints it (an `items:` key at the
 //! start of a line, then one `- ` entry per item, all at one indentation), and a stream of
@@ -8,22 +9,11 @@
 //! ends: a line less indented than an entry's content, or another entry at the entry's
 //! indentation, ends it, and no scalar, comment or block may hold a line that looks like one
 //! (block scalars and multi-line scalars are indented further; `---` at the start of a line is
-//! always a document marker). What the split cannot vouch for is declined (`None`), and the
-//! version is then parsed whole: anchors and aliases (an item could use another's), directives
+//! always a document marker). What the split cannot vouch for is declined, and the version is
+//! then parsed whole: anchors and aliases (an item could use another's), directives
 //! and document end markers, tabs where indentation is read, a list written any other way.
 
-/// A YAML pods file's text cut into the items each parsed alone, and the text around them.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) struct Split<'a> {
-    /// The text before the first item (a list's keys up to `items:`, or comments before the
-    /// first document).
-    pub head: &'a str,
-    /// Each item's text: a list's entry with its `- `, or a whole document.
-    pub items: Vec<&'a str>,
-    /// The text after the last item: the list's remaining keys (empty for documents).
-    pub tail: &'a str,
-    pub form: Form,
-}
+use std::ops::Range;
 
 /// How the items are written; each item parses alone as its form says.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -35,218 +25,340 @@ pub(super) enum Form {
     Documents,
 }
 
-/// Splits `text`, or says why not by returning `None`. A text with an `items:` key at the start
-/// of a line is a list or nothing; any other is documents.
-pub(super) fn split(text: &str) -> Option<Split<'_>> {
-    if may_refer(text) {
-        return None;
+/// What a line told the [`Splitter`].
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Step {
+    /// Nothing to act on yet.
+    More,
+    /// The text before the first item ends here: a list's keys up to `items:`, or comments
+    /// before the first document. Given once, before any item.
+    Head(Range<usize>),
+    /// An item ended: a list's entry with its `- `, or a whole document.
+    Item(Range<usize>),
+    /// The text cannot be split: parse it whole.
+    Decline,
+}
+
+/// The end of a split text: its last item unless a line after it was read, and the text after
+/// it (a list's remaining keys; empty for documents).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct End {
+    pub last: Option<Range<usize>>,
+    pub tail: Range<usize>,
+    pub form: Form,
+}
+
+/// Splits a text fed to it line by line, in order, each line with its line break and where it
+/// starts. It decides between the two layouts at the first line that tells them apart: a line
+/// starting with `items:` makes a list (or nothing), a document marker documents.
+pub(super) struct Splitter {
+    state: State,
+}
+
+enum State {
+    /// No `items:` line yet: documents, or the head of a list while `list` holds (no line a
+    /// list's head cannot have, such as a document marker, was seen).
+    Documents { docs: Documents, list: bool },
+    /// Before the `items:` key.
+    ListHead,
+    /// After `items:`, before the first entry, which starts the first item at `item`.
+    FirstEntry { item: usize },
+    /// Entries at `indent`; the one being read starts at `item`.
+    Entries { indent: usize, item: usize },
+    /// After the last entry, from `end`.
+    Tail { end: usize },
+}
+
+/// Documents read so far.
+struct Documents {
+    /// Where the document being read starts.
+    item: usize,
+    /// Whether it holds anything yet.
+    content: bool,
+    /// Whether the head was given (documents were found after it, or before).
+    head: bool,
+}
+
+impl Splitter {
+    pub fn new() -> Self {
+        Splitter {
+            state: State::Documents {
+                docs: Documents {
+                    item: 0,
+                    content: false,
+                    head: false,
+                },
+                list: true,
+            },
+        }
     }
-    if text.starts_with("items:") || memchr::memmem::find(text.as_bytes(), b"\nitems:").is_some() {
-        list(text)
-    } else {
-        documents(text)
+
+    /// The first place in the text still needed: the item being read, or the head or tail
+    /// until they are given.
+    pub fn keep(&self) -> usize {
+        match &self.state {
+            State::Documents { docs, .. } => docs.item,
+            State::ListHead => 0,
+            State::FirstEntry { item } | State::Entries { item, .. } => *item,
+            State::Tail { end } => *end,
+        }
+    }
+
+    /// How many spaces a line may start with and still be of no interest (deeper in an entry);
+    /// `None` where every line matters.
+    pub fn deep(&self) -> Option<usize> {
+        match self.state {
+            State::Entries { indent, .. } => Some(indent + 1),
+            _ => None,
+        }
+    }
+
+    /// The form of the items given so far (each is given once the form is known).
+    pub fn form(&self) -> Form {
+        match self.state {
+            State::Documents { .. } => Form::Documents,
+            _ => Form::List,
+        }
+    }
+
+    /// Reads the line at `at`.
+    pub fn line(&mut self, at: usize, line: &[u8]) -> Step {
+        match &mut self.state {
+            State::Entries { indent, item } => {
+                // Most lines are deeper in an item: only lines as shallow as the entries need a
+                // look.
+                let indent = *indent;
+                if line
+                    .get(..=indent)
+                    .is_some_and(|b| b.iter().all(|&c| c == b' '))
+                {
+                    return Step::More;
+                }
+                if not_in_list(line) {
+                    return Step::Decline;
+                }
+                if is_blank(line) {
+                    return Step::More;
+                }
+                let Some(i) = indentation(line) else {
+                    return Step::Decline;
+                };
+                if i > indent {
+                    return Step::More;
+                }
+                if i == indent && entry(&line[i..]) {
+                    let ended = *item..at;
+                    *item = at;
+                    return Step::Item(ended);
+                }
+                let last = *item..at;
+                self.state = State::Tail { end: at };
+                // The line is the tail's first.
+                match self.line(at, line) {
+                    Step::More => Step::Item(last),
+                    other => other,
+                }
+            }
+            State::Documents { docs, list } => {
+                if line.starts_with(b"items:") {
+                    // A list, or nothing.
+                    if !*list {
+                        return Step::Decline;
+                    }
+                    self.state = State::ListHead;
+                    return self.line(at, line);
+                }
+                *list = *list && !not_in_list(line);
+                docs.line(at, line)
+            }
+            State::ListHead => {
+                if not_in_list(line) {
+                    return Step::Decline;
+                }
+                if items_key(line) {
+                    let start = at + line.len();
+                    self.state = State::FirstEntry { item: start };
+                    return Step::Head(0..start);
+                }
+                Step::More
+            }
+            State::FirstEntry { item } => {
+                if not_in_list(line) {
+                    return Step::Decline;
+                }
+                if is_blank(line) {
+                    return Step::More;
+                }
+                let Some(indent) = indentation(line).filter(|&i| entry(&line[i..])) else {
+                    return Step::Decline;
+                };
+                self.state = State::Entries {
+                    indent,
+                    item: *item,
+                };
+                Step::More
+            }
+            State::Tail { .. } => {
+                // A second `items:` key would be the list's, whatever the first held.
+                if not_in_list(line) || items_key(line) {
+                    Step::Decline
+                } else {
+                    Step::More
+                }
+            }
+        }
+    }
+
+    /// Ends the text at `len`: its last item and its tail, or `None` when it does not split.
+    /// A head not given yet is empty.
+    pub fn finish(self, len: usize) -> Option<End> {
+        match self.state {
+            State::Entries { item, .. } => Some(End {
+                last: Some(item..len),
+                tail: len..len,
+                form: Form::List,
+            }),
+            State::Tail { end } => Some(End {
+                last: None,
+                tail: end..len,
+                form: Form::List,
+            }),
+            State::Documents { docs, .. } => docs.content.then_some(End {
+                last: Some(docs.item..len),
+                tail: len..len,
+                form: Form::Documents,
+            }),
+            State::ListHead | State::FirstEntry { .. } => None,
+        }
+    }
+}
+
+impl Documents {
+    /// A stream of documents, each from its `---` line (the first may have none) to the next.
+    fn line(&mut self, at: usize, line: &[u8]) -> Step {
+        // Only a line's start can make it a marker, a directive or an end marker.
+        if !line.starts_with(b"-") && !line.starts_with(b".") && !line.starts_with(b"%") {
+            self.content = self.content || !is_blank(line);
+            return Step::More;
+        }
+        if forbidden(line) {
+            return Step::Decline;
+        }
+        if !document_marker(line) {
+            self.content = self.content || !is_blank(line);
+            return Step::More;
+        }
+        let step = if self.content {
+            Step::Item(self.item..at)
+        } else if !self.head {
+            Step::Head(0..at)
+        } else {
+            // An empty document: what it means is the parser's to say.
+            return Step::Decline;
+        };
+        self.head = true;
+        self.item = at;
+        // Content may follow the marker on its line ("--- {…}").
+        self.content = !is_blank(&line[3..]);
+        step
     }
 }
 
 /// `items:` at the start of a line, with nothing after it but space or a comment.
-fn items_key(line: &str) -> bool {
-    line.strip_prefix("items:").is_some_and(is_blank)
+fn items_key(line: &[u8]) -> bool {
+    line.strip_prefix(b"items:").is_some_and(is_blank)
 }
 
 /// A line this split cannot place, or a document marker, which a list cannot hold.
-fn not_in_list(line: &str) -> bool {
+fn not_in_list(line: &[u8]) -> bool {
     forbidden(line) || document_marker(line)
-}
-
-/// A list: top-level keys, `items:` with its entries, more keys. The comments and blank lines
-/// between `items:` and the first entry are the first item's, as those between entries are
-/// the entry's before them.
-fn list(text: &str) -> Option<Split<'_>> {
-    let mut lines = Lines::new(text);
-    let start = loop {
-        let (at, line) = lines.next()?;
-        if not_in_list(line) {
-            return None;
-        }
-        if items_key(line) {
-            break at + line.len();
-        }
-    };
-    // The entries' indentation is the first entry's.
-    let indent = loop {
-        let (_, line) = lines.next()?;
-        if not_in_list(line) {
-            return None;
-        }
-        if is_blank(line) {
-            continue;
-        }
-        let indent = indentation(line)?;
-        if !entry(&line[indent..]) {
-            return None;
-        }
-        break indent;
-    };
-    let mut items = Vec::new();
-    let mut item = start;
-    let mut end = text.len();
-    for (at, line) in lines {
-        // Most lines are deeper in an item: only lines as shallow as the entries need a look.
-        if line
-            .as_bytes()
-            .get(..=indent)
-            .is_some_and(|b| b.iter().all(|&c| c == b' '))
-        {
-            continue;
-        }
-        if not_in_list(line) {
-            return None;
-        }
-        if is_blank(line) {
-            continue;
-        }
-        let i = indentation(line)?;
-        if i > indent {
-            continue;
-        }
-        if i == indent && entry(&line[i..]) {
-            items.push(&text[item..at]);
-            item = at;
-            continue;
-        }
-        end = at;
-        break;
-    }
-    items.push(&text[item..end]);
-    // A second `items:` key would be the list's, whatever the first held.
-    if Lines::new(&text[end..]).any(|(_, line)| not_in_list(line) || items_key(line)) {
-        return None;
-    }
-    Some(Split {
-        head: &text[..start],
-        items,
-        tail: &text[end..],
-        form: Form::List,
-    })
-}
-
-/// A stream of documents, each from its `---` line (the first may have none) to the next.
-fn documents(text: &str) -> Option<Split<'_>> {
-    let mut items = Vec::new();
-    // Where the document being read starts, and whether it holds anything yet.
-    let mut item = 0;
-    let mut content = false;
-    let mut head = None;
-    for (at, line) in Lines::new(text) {
-        // Only a line's start can make it a marker, a directive or an end marker.
-        if !line.starts_with(['-', '.', '%']) {
-            content = content || !is_blank(line);
-            continue;
-        }
-        if forbidden(line) {
-            return None;
-        }
-        if document_marker(line) {
-            if content {
-                items.push(&text[item..at]);
-            } else if head.is_none() && items.is_empty() {
-                head = Some(at);
-            } else {
-                // An empty document: what it means is the parser's to say.
-                return None;
-            }
-            item = at;
-            // Content may follow the marker on its line ("--- {…}").
-            content = !is_blank(&line[3..]);
-            continue;
-        }
-        content = content || !is_blank(line);
-    }
-    if !content {
-        return None;
-    }
-    items.push(&text[item..]);
-    let head = head.unwrap_or(0);
-    Some(Split {
-        head: &text[..head],
-        items,
-        tail: "",
-        form: Form::Documents,
-    })
 }
 
 /// A line YAML reads apart from the nodes around it, or that this split cannot place: a
 /// directive, a document end marker, a tab among the indentation.
-fn forbidden(line: &str) -> bool {
-    line.starts_with('%')
-        || line.starts_with("...") && is_blank(&line[3..])
-        || line.trim_start_matches(' ').starts_with('\t')
+fn forbidden(line: &[u8]) -> bool {
+    line.starts_with(b"%")
+        || line.strip_prefix(b"...").is_some_and(is_blank)
+        || line[line.iter().take_while(|&&c| c == b' ').count()..].starts_with(b"\t")
 }
 
 /// `---` at the start of a line, alone or followed by a space.
-fn document_marker(line: &str) -> bool {
-    line.strip_prefix("---")
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']))
+fn document_marker(line: &[u8]) -> bool {
+    line.strip_prefix(b"---")
+        .is_some_and(|rest| rest.is_empty() || matches!(rest[0], b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 /// A list entry: `-` followed by a space or the end of the line.
-fn entry(rest: &str) -> bool {
-    rest.strip_prefix('-')
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\r', '\n']))
+fn entry(rest: &[u8]) -> bool {
+    rest.strip_prefix(b"-")
+        .is_some_and(|rest| rest.is_empty() || matches!(rest[0], b' ' | b'\r' | b'\n'))
 }
 
 /// Nothing, space or a comment.
-fn is_blank(line: &str) -> bool {
-    let rest = line.trim_start_matches([' ', '\t', '\r', '\n']);
-    rest.is_empty() || rest.starts_with('#')
+fn is_blank(line: &[u8]) -> bool {
+    let at = line
+        .iter()
+        .position(|c| !matches!(c, b' ' | b'\t' | b'\r' | b'\n'));
+    at.is_none_or(|at| line[at] == b'#')
 }
 
 /// The spaces a content line starts with; `None` when a tab is among them.
-fn indentation(line: &str) -> Option<usize> {
-    let spaces = line.len() - line.trim_start_matches(' ').len();
-    (!line[spaces..].starts_with('\t')).then_some(spaces)
+fn indentation(line: &[u8]) -> Option<usize> {
+    let spaces = line.iter().take_while(|&&c| c == b' ').count();
+    (!line[spaces..].starts_with(b"\t")).then_some(spaces)
 }
 
-/// Whether an anchor (`&a`) or an alias (`*a`) may be in the text: an `&` or `*` where a node
-/// may start. Declined whole, so that no item is read apart from a node it names; an `&` or a
-/// `*` inside a scalar (a URL's query, a glob) is harmless but cannot be told from one without
-/// parsing, so a few files are parsed whole that need not be.
-fn may_refer(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    memchr::memchr2_iter(b'&', b'*', bytes).any(|i| {
+/// Whether an anchor (`&a`) or an alias (`*a`) may be in `text`, which starts a line: an `&` or
+/// `*` where a node may start. Declined whole, so that no item is read apart from a node it
+/// names; an `&` or a `*` inside a scalar (a URL's query, a glob) is harmless but cannot be
+/// told from one without parsing, so a few files are parsed whole that need not be.
+pub(super) fn may_refer(text: &[u8]) -> bool {
+    memchr::memchr2_iter(b'&', b'*', text).any(|i| {
         i == 0
             || matches!(
-                bytes[i - 1],
+                text[i - 1],
                 b' ' | b'\t' | b'\n' | b'\r' | b'-' | b'[' | b'{' | b',' | b':' | b'?'
             )
     })
 }
 
-/// The lines of a text with where each starts, each with its line break.
-struct Lines<'a> {
-    text: &'a str,
-    at: usize,
+/// A text cut into the items each parsed alone, and the text around them.
+#[cfg(test)]
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Split<'a> {
+    pub head: &'a str,
+    pub items: Vec<&'a str>,
+    pub tail: &'a str,
+    pub form: Form,
 }
 
-impl<'a> Lines<'a> {
-    fn new(text: &'a str) -> Self {
-        Lines { text, at: 0 }
+/// Splits a whole `text`, or says why not by returning `None`.
+#[cfg(test)]
+pub(super) fn split(text: &str) -> Option<Split<'_>> {
+    if may_refer(text.as_bytes()) {
+        return None;
     }
-}
-
-impl<'a> Iterator for Lines<'a> {
-    type Item = (usize, &'a str);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let rest = &self.text[self.at..];
-        if rest.is_empty() {
-            return None;
+    let mut splitter = Splitter::new();
+    let mut head = 0..0;
+    let mut items = Vec::new();
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        match splitter.line(at, line.as_bytes()) {
+            Step::More => {}
+            Step::Head(r) => head = r,
+            Step::Item(r) => items.push(&text[r]),
+            Step::Decline => return None,
         }
-        let len = memchr::memchr(b'\n', rest.as_bytes()).map_or(rest.len(), |i| i + 1);
-        let at = self.at;
-        self.at += len;
-        Some((at, &rest[..len]))
+        at += line.len();
     }
+    let end = splitter.finish(text.len())?;
+    items.extend(end.last.map(|r| &text[r]));
+    Some(Split {
+        head: &text[head],
+        items,
+        tail: &text[end.tail],
+        form: end.form,
+    })
 }
 
 #[cfg(test)]
