@@ -243,6 +243,33 @@ fn a_file_rewritten_in_place_at_its_old_size_and_time_is_applied() {
     );
 }
 
+/// A file truncated and not yet written, as `kubectl get pods -o yaml > pods.yaml` leaves it
+/// while kubectl runs, or as any in-place writer does until its first write, is not a version
+/// with no pods: the last good version is still served, the empty file is reported, and the
+/// version written next is applied.
+#[test]
+fn an_emptied_file_is_taken_for_a_write_in_progress() {
+    let r = Roster::start(&world());
+    let db1 = "db-1.db.prod.roster.internal.";
+    // Truncated and closed: the write is over as far as the directory's events can tell.
+    drop(std::fs::File::create(r.pods_path()).unwrap());
+    r.wait_log("empty, as a file written in place", WITHIN)
+        .unwrap_or_else(|| panic!("the empty file is reported\n{}", r.log()));
+    assert_eq!(
+        a(&r, db1),
+        (ResponseCode::NoError, vec!["10.1.0.2".to_string()]),
+        "{}",
+        r.log()
+    );
+    expect_after(
+        &r,
+        &world().replace("10.1.0.2", "10.1.0.7"),
+        db1,
+        (ResponseCode::NoError, vec!["10.1.0.7"]),
+        "the version written after it",
+    );
+}
+
 #[test]
 fn sighup_reads_the_pods_file_again() {
     let r = Roster::start(&world());

@@ -93,9 +93,10 @@ impl DirWatch {
     }
 
     /// Whether the file has ever been written in place. Such a writer truncates the file before
-    /// writing it, and a reader can see the truncated file a moment before the kernel queues the
-    /// event that says so: only a file that stays unchanged for a poll is safe to read then.
-    /// Files replaced by a rename never show a partial state.
+    /// writing it, and a reader can see the truncated file before the kernel queues the event
+    /// that says so: only a file that stays unchanged for a poll is safe to read then (and an
+    /// empty one never is: a writer kept from the CPU between the truncation and its event can
+    /// outlast a poll). Files replaced by a rename never show a partial state.
     pub fn written_in_place(&self) -> bool {
         self.written_in_place.load(Ordering::Relaxed)
     }

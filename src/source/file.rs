@@ -6,7 +6,7 @@
 //! ConfigMap volume's symlink swap. The file is also polled (a `stat` every 100 ms) for the
 //! changes inotify does not report; a polled change is read once the file has stopped changing
 //! for one poll. A version is applied only if it parses completely, so a half-written file never
-//! reaches the zone. A version read whole goes out as one list (`Init`, `InitApply`…,
+//! reaches the zone; on reload an empty file is not a version (see [`read`]). A version read whole goes out as one list (`Init`, `InitApply`…,
 //! `InitDone`); a JSON list compared with the last version (see `walk`), or YAML split into its
 //! items as it is read (see `yaml_walk`), as one `Changes` event holding only the pods that
 //! changed.
@@ -65,6 +65,11 @@ pub enum FileError {
         document: usize,
         message: String,
     },
+    #[error(
+        "pods file {path}: empty, as a file written in place is between being truncated and \
+         written; to remove every pod, write an empty list (items: [])"
+    )]
+    Empty { path: PathBuf },
 }
 
 /// A parse problem before the path is known.
@@ -1339,10 +1344,19 @@ fn read_whole(source: &mut (impl Read + Seek)) -> Result<(Content, u64, u64), Re
 /// Reads and parses the file; of a JSON list, only the items `index` does not know. The stamp
 /// is `None` when the file changed while it was read, so the watcher reads it again.
 fn read(path: &Path, index: Option<&Index>) -> Result<Loaded, FileError> {
-    let ((content, fingerprint), stamp) = read_file(path, |file| {
+    let ((content, fingerprint, len), stamp) = read_file(path, |file| {
         let (content, fingerprint, len) = read_content(file, index, CHUNK)?;
-        Ok(((content, fingerprint), len))
+        Ok(((content, fingerprint, len), len))
     })?;
+    // A writer that truncates the file and is then kept from the core can leave it empty for
+    // longer than a poll before the kernel queues the event that says it is being written (the
+    // event follows the truncation); with polling only, `kubectl ... > file` leaves it empty
+    // while kubectl runs. A version is never empty: a list without pods still says so.
+    if len == 0 {
+        return Err(FileError::Empty {
+            path: path.to_owned(),
+        });
+    }
     Ok(Loaded {
         content,
         stamp,
