@@ -29,3 +29,16 @@ pub mod peers;
 pub mod source;
 pub mod status;
 pub mod zone;
+
+/// A small, seeded source of numbers below `n` (xorshift64) for the randomized tests, so that a
+/// failure names a step that replays.
+#[cfg(test)]
+pub(crate) fn test_rng(seed: u64) -> impl FnMut(usize) -> usize {
+    let mut rng = seed;
+    move |n: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n as u64) as usize
+    }
+}

@@ -1019,13 +1019,7 @@ mod tests {
     /// that names conflict, addresses are shared, and pods enter and leave services often.
     #[test]
     fn events_give_the_zone_a_fresh_list_of_the_same_pods_gives() {
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: usize| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            (rng % n as u64) as usize
-        };
+        let mut next = crate::test_rng(0x9e37_79b9_7f4a_7c15u64);
         let addresses: Vec<IpAddr> = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "fd00::1", "fd00::2"]
             .iter()
             .map(|a| a.parse().unwrap())

@@ -1972,13 +1972,7 @@ status:
     fn random_versions(
         render: impl Fn(&[(usize, usize)], usize, &mut dyn FnMut(usize) -> usize) -> String,
     ) -> HashMap<Read, usize> {
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |n: usize| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            (rng % n as u64) as usize
-        };
+        let mut next = crate::test_rng(0x2545_f491_4f6c_dd1du64);
         let mut items: Vec<(usize, usize)> = (0..20).map(|i| (i, i)).collect();
         let mut fresh = 20..;
         let mut index = None;
@@ -2270,15 +2264,21 @@ status:
             [b"{\"x\":\"\xfe\",".as_slice(), &good.as_bytes()[1..]].concat(),
         ];
         for bytes in cases {
-            assert!(std::str::from_utf8(&bytes).is_err());
-            for (compared, chunk) in [(None, 7), (index.as_ref(), 7), (index.as_ref(), CHUNK)] {
-                match read_bytes(&bytes, compared, chunk) {
-                    Err(ParseError::Content { message, .. }) => {
-                        assert!(message.contains("not UTF-8"), "{message}")
-                    }
-                    Err(other) => panic!("{other:?}"),
-                    Ok(_) => panic!("read text that is not UTF-8: {bytes:?}"),
+            refused_as_not_utf8(&bytes, index.as_ref());
+        }
+    }
+
+    /// `bytes` are refused as not UTF-8, read first or compared with `index`, in small chunks
+    /// or whole.
+    fn refused_as_not_utf8(bytes: &[u8], index: Option<&Index>) {
+        assert!(std::str::from_utf8(bytes).is_err());
+        for (compared, chunk) in [(None, 7), (index, 7), (index, CHUNK)] {
+            match read_bytes(bytes, compared, chunk) {
+                Err(ParseError::Content { message, .. }) => {
+                    assert!(message.contains("not UTF-8"), "{message}")
                 }
+                Err(other) => panic!("{other:?}"),
+                Ok(_) => panic!("read text that is not UTF-8: {bytes:?}"),
             }
         }
     }
@@ -2301,15 +2301,7 @@ status:
                 &good.as_bytes()[place..],
             ]
             .concat();
-            for (compared, chunk) in [(None, 7), (index.as_ref(), 7), (index.as_ref(), CHUNK)] {
-                match read_bytes(&bytes, compared, chunk) {
-                    Err(ParseError::Content { message, .. }) => {
-                        assert!(message.contains("not UTF-8"), "{message}")
-                    }
-                    Err(other) => panic!("{other:?}"),
-                    Ok(_) => panic!("read text that is not UTF-8 at {place}"),
-                }
-            }
+            refused_as_not_utf8(&bytes, index.as_ref());
         }
     }
 
