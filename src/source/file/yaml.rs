@@ -75,7 +75,8 @@ struct Documents {
     item: usize,
     /// Whether it holds anything yet.
     content: bool,
-    /// Whether the head was given (documents were found after it, or before).
+    /// Whether a document marker was met: the head ends at the first, and an empty document
+    /// after one is declined.
     head: bool,
 }
 
