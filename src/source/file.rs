@@ -1017,7 +1017,7 @@ impl Index {
     fn new(layout: Layout, items: impl Iterator<Item = (u64, PodKey)>) -> Option<Index> {
         let mut map = HashMap::with_capacity_and_hasher(layout.items.len(), Default::default());
         map.extend(items);
-        let distinct: HashSet<&PodKey> = map.values().collect();
+        let distinct: HashSet<&PodKey, foldhash::fast::RandomState> = map.values().collect();
         (distinct.len() == layout.items.len()).then_some(Index { items: map, layout })
     }
 }
