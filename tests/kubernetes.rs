@@ -385,10 +385,13 @@ fn http_410_at_watch_start_is_not_retried_for_ever() {
     );
     assert!(r.log().contains("410"), "{}", r.log());
     db(&api, 1, "10.0.0.2");
-    let back = r.eventually(Duration::from_secs(15), || {
-        a(&r, "db-1.db.prod.roster.internal.") == ok(&["10.0.0.2"])
-    });
-    assert!(back.is_some(), "updates resume\n{}", r.log());
+    expect_within(
+        &r,
+        "db-1.db.prod.roster.internal.",
+        ok(&["10.0.0.2"]),
+        Duration::from_secs(15),
+        "updates resume",
+    );
 }
 
 #[test]
@@ -565,10 +568,14 @@ fn wrong_credentials_or_permissions_say_what_is_missing() {
         );
         api.fail_all(None);
         db(&api, 1, "10.0.0.2");
-        let back = r.eventually(Duration::from_secs(20), || {
-            a(&r, "db-1.db.prod.roster.internal.") == ok(&["10.0.0.2"])
-        });
-        assert!(back.is_some(), "{code}: recovers\n{}", r.log());
+        let recovers = format!("{code}: recovers");
+        expect_within(
+            &r,
+            "db-1.db.prod.roster.internal.",
+            ok(&["10.0.0.2"]),
+            Duration::from_secs(20),
+            &recovers,
+        );
     }
 }
 
@@ -592,10 +599,13 @@ fn server_errors_garbage_and_stalls_are_survived() {
     std::thread::sleep(Duration::from_secs(2));
     api.fail_all(None);
     db(&api, 2, "10.0.0.3");
-    let back = r.eventually(Duration::from_secs(20), || {
-        a(&r, "db-2.db.prod.roster.internal.") == ok(&["10.0.0.3"])
-    });
-    assert!(back.is_some(), "after 500s\n{}", r.log());
+    expect_within(
+        &r,
+        "db-2.db.prod.roster.internal.",
+        ok(&["10.0.0.3"]),
+        Duration::from_secs(20),
+        "after 500s",
+    );
     // 503s (an overloaded server): reported, not retried silently inside the client.
     api.fail_all(Some(503));
     api.drop_watches();
@@ -603,10 +613,13 @@ fn server_errors_garbage_and_stalls_are_survived() {
     assert!(reported.is_some(), "503 is logged\n{}", r.log());
     api.fail_all(None);
     db(&api, 6, "10.0.0.7");
-    let back = r.eventually(Duration::from_secs(20), || {
-        a(&r, "db-6.db.prod.roster.internal.") == ok(&["10.0.0.7"])
-    });
-    assert!(back.is_some(), "after 503s\n{}", r.log());
+    expect_within(
+        &r,
+        "db-6.db.prod.roster.internal.",
+        ok(&["10.0.0.7"]),
+        Duration::from_secs(20),
+        "after 503s",
+    );
     // A stalled server: requests accepted and never answered. The read timeout (api_timeout)
     // ends them.
     api.stall(true);
@@ -619,10 +632,13 @@ fn server_errors_garbage_and_stalls_are_survived() {
     );
     api.stall(false);
     db(&api, 3, "10.0.0.4");
-    let back = r.eventually(Duration::from_secs(30), || {
-        a(&r, "db-3.db.prod.roster.internal.") == ok(&["10.0.0.4"])
-    });
-    assert!(back.is_some(), "after a stall\n{}", r.log());
+    expect_within(
+        &r,
+        "db-3.db.prod.roster.internal.",
+        ok(&["10.0.0.4"]),
+        Duration::from_secs(30),
+        "after a stall",
+    );
 }
 
 /// SIGHUP lists the pods again at once: a watch that stopped delivering without an error (here,
