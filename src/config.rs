@@ -129,7 +129,10 @@ impl fmt::Display for Problem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("configuration file {path}: cannot read: {source}")]
+    #[error(
+        "configuration file {path}: cannot read: {source}{}",
+        default_hint(path, source)
+    )]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -139,6 +142,18 @@ pub enum ConfigError {
         path: PathBuf,
         problems: Vec<Problem>,
     },
+}
+
+/// Where the default path was not found, it is read from the working directory, which a
+/// service manager or a container sets: say so, and which one it was.
+fn default_hint(path: &Path, error: &std::io::Error) -> String {
+    if path != Path::new(DEFAULT_PATH) || error.kind() != std::io::ErrorKind::NotFound {
+        return String::new();
+    }
+    let dir = std::env::current_dir().map_or_else(|_| "?".into(), |d| d.display().to_string());
+    format!(
+        " (the default path, taken from the working directory {dir}; give the file with --config PATH)"
+    )
 }
 
 /// A key as TOML writes it: bare where it can be, else quoted, so that an empty key or one

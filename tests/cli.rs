@@ -99,6 +99,17 @@ fn a_missing_configuration_file_is_a_usage_error() {
         err.contains("nope.toml") && err.contains("cannot read"),
         "{err}"
     );
+    // Without --config, the default path is relative to the working directory: a service
+    // started elsewhere is told so.
+    let dir = temp_dir();
+    let (code, _, err) = run(&dir, &["serve", "--pods-file", "pods.yaml"]);
+    assert_eq!(code, 2);
+    let hint = format!(
+        "config/roster.toml: cannot read: No such file or directory (os error 2) (the default \
+         path, taken from the working directory {}; give the file with --config PATH)",
+        dir.canonicalize().unwrap().display()
+    );
+    assert!(err.contains(&hint), "{err}");
 }
 
 #[test]
