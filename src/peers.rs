@@ -27,7 +27,7 @@ pub enum PeersError {
     Garbled { server: SocketAddr, message: String },
     #[error("{name}: {detail}")]
     Answer { name: String, detail: String },
-    #[error("{found} of {wanted} members of {name} after {waited:?}; the last answer: {last}")]
+    #[error("{found} of {wanted} members of {name} after {waited:.1?}; the last answer: {last}")]
     Timeout {
         name: String,
         wanted: usize,

@@ -85,7 +85,13 @@ fn waiting_for_members() {
     assert_eq!(code, 1);
     assert!(out.is_empty());
     assert!(
-        err.contains("2 of 3 members of db.prod.roster.internal"),
+        err.contains("2 of 3 members of db.prod.roster.internal after "),
+        "{err}"
+    );
+    // The time waited, in tenths of a second, not to the nanosecond.
+    let waited = err.split(" after ").nth(1).and_then(|r| r.split_once("s;"));
+    assert!(
+        waited.is_some_and(|(t, _)| t.split_once('.').is_some_and(|(_, f)| f.len() == 1)),
         "{err}"
     );
     assert!(
