@@ -775,10 +775,20 @@ fn yaml_walk(
             bytes: buf,
             base: keep,
         };
-        let origin = at;
+        let mut origin = at;
         let mut lines = memchr::memchr_iter(b'\n', &buf[at - keep..]);
         let mut deep = splitter.deep();
         loop {
+            // Runs of lines deep in an item, found 64 bytes at a time; the lines a run leaves
+            // (near the end of what was read) are looked at one by one below.
+            if let Some(n) = deep {
+                let skipped = yaml::skip_deep(&buf[at - keep..], n);
+                if skipped > 0 {
+                    at += skipped;
+                    origin = at;
+                    lines = memchr::memchr_iter(b'\n', &buf[at - keep..]);
+                }
+            }
             let end = match lines.next() {
                 Some(i) => origin + i + 1,
                 None if ended && at < keep + buf.len() => keep + buf.len(),
