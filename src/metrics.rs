@@ -138,7 +138,7 @@ fn udp_drops(table: &str, sockets: &[u64]) -> u64 {
 /// Every number roster exports.
 #[derive(Debug)]
 pub struct Metrics {
-    /// [qtype][rcode][transport]
+    /// Indexed `[qtype][rcode][transport]`, flattened.
     queries: Box<[AtomicU64]>,
     truncated: Box<[AtomicU64]>,
     malformed: Box<[AtomicU64]>,

@@ -2,7 +2,8 @@
 # Runs every check of roster: formatting, lints, unit tests, and the integration tests against
 # the real binary, dig, Unbound, dnsmasq, Knot DNS (as the reference answers are compared with),
 # a fake Kubernetes API server, and the deploy/ manifests rendered by kubectl and validated
-# offline by kubernetes-validate; and that the fuzz targets compile.
+# offline by kubernetes-validate; that the code's documentation has no broken link; and that the
+# fuzz targets compile.
 #
 # Missing tools are installed: Debian packages with apt-get (as root, or through sudo)
 #   bind9-dnsutils (dig)   unbound   dnsmasq-base   knot (knotd)   kubernetes-client (kubectl)
@@ -55,6 +56,8 @@ else
   echo "tests/run.sh: clippy is not installed; skipping lints" >&2
 fi
 cargo test --locked
+# The code's own documentation, private items included: a link that no longer resolves is an error.
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --quiet --no-deps --document-private-items
 # The fuzz targets (fuzz/, a workspace of their own) are run by `cargo fuzz`, not here; checking
 # that they still compile keeps a change to what they call from breaking them unseen. Without
 # libFuzzer, which is C++.

@@ -6,7 +6,7 @@
 //! ConfigMap volume's symlink swap. The file is also polled (a `stat` every 100 ms) for the
 //! changes inotify does not report; a polled change is read once the file has stopped changing
 //! for one poll. A version is applied only if it parses completely, so a half-written file never
-//! reaches the zone; on reload an empty file is not a version (see [`read`]). A version read
+//! reaches the zone; on reload an empty file is not a version (see `read`). A version read
 //! whole goes out as one list (`Init`, `InitApply`…, `InitDone`); a JSON list compared with the
 //! last version (see `walk`), or YAML split into its items as it is read (see `yaml_walk`), as
 //! one `Changes` event holding only the pods that changed.
