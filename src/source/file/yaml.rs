@@ -105,11 +105,13 @@ impl Splitter {
         }
     }
 
-    /// How many spaces a line may start with and still be of no interest (deeper in an entry);
-    /// `None` where every line matters.
+    /// How many spaces a line may start with and still be of no interest (deeper in an entry,
+    /// or inside a document that has content, once the text cannot be a list); `None` where
+    /// every line matters.
     pub fn deep(&self) -> Option<usize> {
-        match self.state {
+        match &self.state {
             State::Entries { indent, .. } => Some(indent + 1),
+            State::Documents { docs, list: false } if docs.content => Some(1),
             _ => None,
         }
     }
