@@ -67,6 +67,12 @@ fn db(api: &FakeApi, n: u32, ip: &str) {
     api.apply(pod("prod", &format!("db-{n}"), "db", ip, true));
 }
 
+/// Waits until member `n` of what [`db`] applies answers `ip`.
+fn expect_db(r: &Roster, n: u32, ip: &str, within: Duration, what: &str) {
+    let name = format!("db-{n}.db.prod.roster.internal.");
+    expect_within(r, &name, ok(&[ip]), within, what);
+}
+
 #[test]
 fn watch_events_follow_pods() {
     let api = FakeApi::start();
@@ -385,13 +391,7 @@ fn http_410_at_watch_start_is_not_retried_for_ever() {
     );
     assert!(r.log().contains("410"), "{}", r.log());
     db(&api, 1, "10.0.0.2");
-    expect_within(
-        &r,
-        "db-1.db.prod.roster.internal.",
-        ok(&["10.0.0.2"]),
-        Duration::from_secs(15),
-        "updates resume",
-    );
+    expect_db(&r, 1, "10.0.0.2", Duration::from_secs(15), "updates resume");
 }
 
 #[test]
@@ -568,13 +568,12 @@ fn wrong_credentials_or_permissions_say_what_is_missing() {
         );
         api.fail_all(None);
         db(&api, 1, "10.0.0.2");
-        let recovers = format!("{code}: recovers");
-        expect_within(
+        expect_db(
             &r,
-            "db-1.db.prod.roster.internal.",
-            ok(&["10.0.0.2"]),
+            1,
+            "10.0.0.2",
             Duration::from_secs(20),
-            &recovers,
+            &format!("{code}: recovers"),
         );
     }
 }
@@ -599,13 +598,7 @@ fn server_errors_garbage_and_stalls_are_survived() {
     std::thread::sleep(Duration::from_secs(2));
     api.fail_all(None);
     db(&api, 2, "10.0.0.3");
-    expect_within(
-        &r,
-        "db-2.db.prod.roster.internal.",
-        ok(&["10.0.0.3"]),
-        Duration::from_secs(20),
-        "after 500s",
-    );
+    expect_db(&r, 2, "10.0.0.3", Duration::from_secs(20), "after 500s");
     // 503s (an overloaded server): reported, not retried silently inside the client.
     api.fail_all(Some(503));
     api.drop_watches();
@@ -613,13 +606,7 @@ fn server_errors_garbage_and_stalls_are_survived() {
     assert!(reported.is_some(), "503 is logged\n{}", r.log());
     api.fail_all(None);
     db(&api, 6, "10.0.0.7");
-    expect_within(
-        &r,
-        "db-6.db.prod.roster.internal.",
-        ok(&["10.0.0.7"]),
-        Duration::from_secs(20),
-        "after 503s",
-    );
+    expect_db(&r, 6, "10.0.0.7", Duration::from_secs(20), "after 503s");
     // A stalled server: requests accepted and never answered. The read timeout (api_timeout)
     // ends them.
     api.stall(true);
@@ -632,13 +619,7 @@ fn server_errors_garbage_and_stalls_are_survived() {
     );
     api.stall(false);
     db(&api, 3, "10.0.0.4");
-    expect_within(
-        &r,
-        "db-3.db.prod.roster.internal.",
-        ok(&["10.0.0.4"]),
-        Duration::from_secs(30),
-        "after a stall",
-    );
+    expect_db(&r, 3, "10.0.0.4", Duration::from_secs(30), "after a stall");
 }
 
 /// SIGHUP lists the pods again at once: a watch that stopped delivering without an error (here,
