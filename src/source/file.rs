@@ -780,9 +780,13 @@ fn yaml_walk(
         let mut deep = splitter.deep();
         loop {
             // Runs of lines deep in an item, found 64 bytes at a time; the lines a run leaves
-            // (near the end of what was read) are looked at one by one below.
-            if let Some(n) = deep {
-                let skipped = yaml::skip_deep(&buf[at - keep..], n);
+            // (near the end of what was read), and those that start no run, are looked at one
+            // by one below.
+            let rest = &buf[at - keep..];
+            if let Some(n) = deep
+                && rest.get(..n).is_some_and(|b| b.iter().all(|&c| c == b' '))
+            {
+                let skipped = yaml::skip_deep(rest, n);
                 if skipped > 0 {
                     at += skipped;
                     origin = at;

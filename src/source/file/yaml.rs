@@ -325,10 +325,10 @@ pub(super) fn may_refer(text: &[u8]) -> bool {
     })
 }
 
-/// How far the lines from the start of `bytes` (a line start) are deep in an entry, each
-/// starting with `n` spaces, by 64 bytes at a time rather than line by line: at 100,000 pods
-/// nearly every line of a kubectl list is deep, and finding each line's end apart took half of
-/// a version's time. Returns where the first line starts that is not deep, or, when none is
+/// How far the lines from the start of `bytes` (a line start) are deep (see
+/// [`Splitter::deep`]), each starting with `n` spaces, by 64 bytes at a time rather than line by
+/// line: at 100,000 pods nearly every line of a kubectl list is deep, and finding each line's
+/// end apart took half of a version's time. Returns where the first line starts that is not deep, or, when none is
 /// found, where a deep line starts near the end of `bytes`, from which lines are read one by
 /// one (every line before the returned place is deep and complete). `n` is at most 64.
 pub(super) fn skip_deep(bytes: &[u8], n: usize) -> usize {
@@ -355,7 +355,7 @@ pub(super) fn skip_deep(bytes: &[u8], n: usize) -> usize {
         if starts != 0 {
             last_start = at + (BLOCK - 1 - starts.leading_zeros() as usize);
         }
-        carry = breaks >> 63;
+        carry = breaks >> (BLOCK - 1);
         (breaks, spaces) = (next_breaks, next_spaces);
         at += BLOCK;
     }
