@@ -12,7 +12,6 @@
 //! one `Changes` event holding only the pods that changed.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -30,6 +29,11 @@ use super::selection::Selection;
 use super::slim::{SlimMeta, SlimPod, SlimSpec, SlimStatus};
 use super::{PodEvent, PodKey, PodView, ReadAgain, Received, Scope};
 use crate::metrics::Metrics;
+
+/// Tables keyed by item hashes and pods, which come from the file, never from queries: foldhash,
+/// as in membership, rather than SipHash.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 mod yaml;
 
@@ -430,7 +434,7 @@ impl<'a> Compare<'a> {
     /// version.
     fn gone(self) -> Option<Vec<u64>> {
         self.index?;
-        let mut gone: HashSet<u64, foldhash::fast::RandomState> = self
+        let mut gone: HashSet<u64> = self
             .old
             .iter()
             .zip(&self.seen)
@@ -1021,7 +1025,7 @@ fn json_error(text: &str, offset: usize, e: serde_json::Error) -> ParseError {
 /// are gone, reach the membership layer. At 100,000 pods that is the difference between parsing
 /// 40 MB and a few hundred bytes.
 pub struct Index {
-    items: HashMap<u64, PodKey, foldhash::fast::RandomState>,
+    items: HashMap<u64, PodKey>,
     layout: Layout,
 }
 
@@ -1031,7 +1035,7 @@ impl Index {
     fn new(layout: Layout, items: impl Iterator<Item = (u64, PodKey)>) -> Option<Index> {
         let mut map = HashMap::with_capacity_and_hasher(layout.items.len(), Default::default());
         map.extend(items);
-        let distinct: HashSet<&PodKey, foldhash::fast::RandomState> = map.values().collect();
+        let distinct: HashSet<&PodKey> = map.values().collect();
         (distinct.len() == layout.items.len()).then_some(Index { items: map, layout })
     }
 }
@@ -1069,10 +1073,8 @@ fn advance(index: &mut Option<Index>, content: Content) -> Option<Version> {
     };
     // The items kept name distinct pods (the index's invariant); a parsed item must not name one
     // of them, nor the same pod as another parsed item.
-    let applied: HashSet<PodKey, foldhash::fast::RandomState> =
-        parsed.iter().map(|(_, pod)| pod.key()).collect();
-    let parsed_items: HashSet<u64, foldhash::fast::RandomState> =
-        parsed.iter().map(|(hash, _)| *hash).collect();
+    let applied: HashSet<PodKey> = parsed.iter().map(|(_, pod)| pod.key()).collect();
+    let parsed_items: HashSet<u64> = parsed.iter().map(|(hash, _)| *hash).collect();
     if applied.len() < parsed_items.len() {
         return None;
     }
@@ -1080,7 +1082,7 @@ fn advance(index: &mut Option<Index>, content: Content) -> Option<Version> {
     let gone: Vec<PodKey> = gone.iter().filter_map(|hash| items.remove(hash)).collect();
     // A pod whose item is gone is named by no item kept; any other pod applied must be looked
     // for among them.
-    let known: HashSet<&PodKey, foldhash::fast::RandomState> = gone.iter().collect();
+    let known: HashSet<&PodKey> = gone.iter().collect();
     if applied.iter().any(|key| !known.contains(key))
         && items.values().any(|key| applied.contains(key))
     {
@@ -1743,6 +1745,7 @@ async fn send_list(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::{HashMap, HashSet};
 
     const POD_YAML: &str = "\
 apiVersion: v1
