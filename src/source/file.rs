@@ -788,7 +788,7 @@ fn yaml_walk(
             // by one below.
             let rest = &buf[at - keep..];
             if let Some(n) = deep
-                && rest.get(..n).is_some_and(|b| b.iter().all(|&c| c == b' '))
+                && yaml::is_deep(rest, n)
             {
                 let skipped = yaml::skip_deep(rest, n);
                 if skipped > 0 {
@@ -805,7 +805,7 @@ fn yaml_walk(
             let line = text.get(at..end);
             // Most lines are deep in an item: skipped here, a call to the splitter apiece
             // would cost a third of the version.
-            if deep.is_some_and(|n| line.get(..n).is_some_and(|b| b.iter().all(|&c| c == b' '))) {
+            if deep.is_some_and(|n| yaml::is_deep(line, n)) {
                 at = end;
                 continue;
             }

@@ -131,10 +131,7 @@ impl Splitter {
                 // Most lines are deeper in an item: only lines as shallow as the entries need a
                 // look.
                 let indent = *indent;
-                if line
-                    .get(..=indent)
-                    .is_some_and(|b| b.iter().all(|&c| c == b' '))
-                {
+                if is_deep(line, indent + 1) {
                     return Step::More;
                 }
                 if not_in_list(line) {
@@ -325,6 +322,12 @@ pub(super) fn may_refer(text: &[u8]) -> bool {
     })
 }
 
+/// Whether the line at the start of `text` begins with `n` spaces: deep, where the splitter's
+/// [`Splitter::deep`] is `n`.
+pub(super) fn is_deep(text: &[u8], n: usize) -> bool {
+    text.get(..n).is_some_and(|b| b.iter().all(|&c| c == b' '))
+}
+
 /// How far the lines from the start of `bytes` (a line start) are deep (see
 /// [`Splitter::deep`]), each starting with `n` spaces, by 64 bytes at a time rather than line by
 /// line: at 100,000 pods nearly every line of a kubectl list is deep, and finding each line's
@@ -488,11 +491,7 @@ mod tests {
                 }
                 text.push(b'\n');
             }
-            let deep_at = |at: usize| {
-                text[at..]
-                    .get(..n)
-                    .is_some_and(|b| b.iter().all(|&c| c == b' '))
-            };
+            let deep_at = |at: usize| is_deep(&text[at..], n);
             let starts: Vec<usize> = std::iter::once(0)
                 .chain(memchr::memchr_iter(b'\n', &text).map(|i| i + 1))
                 .filter(|&at| at < text.len())
