@@ -135,10 +135,14 @@ impl Membership {
                 let (services, serial) = (snapshot.service_count(), snapshot.serial);
                 let replaced = published.swap(Some(snapshot));
                 // Said once queries see the zone, not before: operators and scripts wait for it.
+                // The source's own count includes pods that are no member of anything; these
+                // are the pods that claim a name, as `roster_members` and
+                // `roster_skipped_pods` count them.
                 if self.stats.publications == 1 {
                     info!(
                         services,
-                        pods = self.pods.len(),
+                        member_pods = self.pods.members.len(),
+                        skipped_pods = self.pods.skipped.len(),
                         serial,
                         "first complete list applied; serving"
                     );

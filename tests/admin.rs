@@ -227,6 +227,17 @@ fn members_endpoint_and_roster_status() {
     );
     assert_eq!(v["skipped"][0]["pod"], "prod/db-x");
     assert_eq!(v["skipped"][0]["reason"], "no_ordinal");
+    // The start-up log counts the same pods as /members: each name's holder and contenders,
+    // and the skipped; not the pods that are no member of anything.
+    let claiming: usize = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["members"].as_array().unwrap())
+        .map(|m| 1 + m["contenders"].as_array().map_or(0, Vec::len))
+        .sum();
+    let counted = format!("member_pods={claiming} skipped_pods=1 ");
+    assert!(r.log().contains(&counted), "{counted}\n{}", r.log());
 
     let admin = r.admin.unwrap().to_string();
     let (code, out, err) = run(&r.dir, &["status", "--admin", &admin]);
