@@ -10,43 +10,39 @@
 //! whole goes out as one list (`Init`, `InitApply`…, `InitDone`); a JSON list compared with the
 //! last version (see `walk`), or YAML split into its items as it is read (see `yaml_walk`), as
 //! one `Changes` event holding only the pods that changed.
+//!
+//! Here: what a version holds and what it changes (its index). Apart: `file/watch.rs`, when a
+//! version is read; `file/list.rs` and `file/yaml.rs`, how a JSON list and YAML are split into
+//! items as they are read; `file/window.rs`, the file read a chunk at a time for them.
 
 use std::cell::RefCell;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
 
-use super::dirwatch::{DirWatch, Seen};
 use super::selection::Selection;
 use super::slim::{SlimMeta, SlimPod, SlimSpec, SlimStatus};
-use super::{PodEvent, PodKey, PodView, ReadAgain, Received, Scope};
-use crate::metrics::Metrics;
+use super::{PodEvent, PodKey, PodView, Received, Scope};
 
 /// Tables keyed by item hashes and pods, which come from the file, never from queries: foldhash,
 /// as in membership, rather than SipHash.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
+mod list;
+mod watch;
+mod window;
 mod yaml;
 
-const POLL: Duration = Duration::from_millis(100);
+pub use watch::{Watch, watch};
 
-/// The largest file read on the pipeline's own thread rather than handed to a blocking one (about
-/// 40,000 pods as JSON or YAML, read in a few milliseconds; YAML parsed whole takes about a
-/// second, which holds up nothing: the pipeline has nothing else to do meanwhile). Measured under
-/// half the maximum DNS load on a shared core (p50 of the time to the new answer), the hand-over
-/// cost more than it spared up to 10 MB (2,000 pods 1.6 -> 1.3 ms, 10,000 pods 2.3 -> 1.6 ms,
-/// 25,000 pods 4.1 -> 3.3 ms), and less from 20 MB (50,000 pods 6.2 -> 6.9 ms, 100,000 pods
-/// 12.5 -> 14.2 ms).
-const READ_HERE: u64 = 16 << 20;
+use list::{Walked, walk};
+use window::Window;
 
 /// Why a pods file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -286,369 +282,6 @@ impl Drop for Selecting {
 /// A parsed pod as this thread's read delivers it.
 fn view(pod: SlimPod) -> PodView {
     SELECTION.with_borrow(|selection| pod.view(selection))
-}
-
-/// Reads a JSON list a chunk at a time, item by item, comparing it in order with the last version
-/// applied (`index`) where there is one: an item whose text is the same as the item expected at
-/// its place is checked by its hash alone, so only the items that differ are scanned as JSON and
-/// only unknown ones parsed. At 100,000 pods that spares scanning 40 MB of JSON at every change,
-/// and holding 40 MB of text when the file is first read. `None` when the text is not a JSON
-/// list or anything does not fit, a syntax error included: the version is then read whole, which
-/// also gives the error its place in the file. Each item parsed goes to `parsed` with its hash
-/// as soon as it is, so that a large list is never held whole (items given before a `None` do
-/// not count).
-fn walk(
-    w: &mut Window<impl Read>,
-    index: Option<&Index>,
-    parsed: &mut impl FnMut(u64, PodView),
-) -> std::io::Result<Option<Walked>> {
-    let Some((head, mut at)) = list_head(w)? else {
-        return Ok(None);
-    };
-    // An empty list is read whole: it is small.
-    if w.get(at, 1)?.first() == Some(&b']') {
-        return Ok(None);
-    }
-    let mut compare = Compare::new(index);
-    let mut items = Vec::with_capacity(compare.old.len());
-    // The space after an item: the start of the tail if the list ends there.
-    let mut space = Vec::new();
-    let (end, tail) = loop {
-        let item = match compare.expected() {
-            Some(item) if same_text(w.get(at, item.len as usize)?, item) => {
-                compare.met();
-                item
-            }
-            _ => {
-                let Some(len) = value_len(w, at)? else {
-                    return Ok(None);
-                };
-                let text = &w.get(at, len)?[..len];
-                let hash = text_hash(text);
-                if compare.elsewhere(hash) {
-                    let Ok(pod) = serde_json::from_slice::<SlimPod>(text) else {
-                        return Ok(None);
-                    };
-                    parsed(hash, view(pod));
-                }
-                let Ok(len) = u32::try_from(len) else {
-                    return Ok(None);
-                };
-                Item { hash, len }
-            }
-        };
-        items.push(item);
-        at += item.len as usize;
-        // Most items are followed by a comma, a little space and the next item, all read already.
-        if let Some(next) = separator(w.get(at, SEPARATOR)?) {
-            at += next;
-            continue;
-        }
-        let end = at;
-        space.clear();
-        at = copy_space(w, at, &mut space)?;
-        match w.get(at, 1)?.first() {
-            Some(b',') => at = skip_space(w, at + 1)?,
-            Some(b']') => {
-                copy_rest(w, at, &mut space)?;
-                break (end, space);
-            }
-            _ => return Ok(None),
-        }
-    };
-    // What surrounds the items must make a list: the text with no items in between is checked
-    // as a document, which also refuses anything after it. As text first: serde_json does not
-    // check that the strings it skips (fields roster does not read) are UTF-8.
-    let mut empty = head.clone();
-    empty.extend_from_slice(&tail);
-    let document = std::str::from_utf8(&empty).map(serde_json::from_str::<JsonDocument>);
-    match document {
-        Ok(Ok(doc)) if matches!(doc.kind.as_deref(), None | Some("PodList" | "List")) => {}
-        _ => return Ok(None),
-    }
-    let len = (end + tail.len()) as u64;
-    Ok(Some(Walked {
-        layout: Layout::new(&head, items, &tail),
-        gone: compare.gone(),
-        len,
-    }))
-}
-
-/// A version's items compared in order with the last version's (`index`): the item expected
-/// at each place is checked first, then a few ahead, then every item the last version had.
-struct Compare<'a> {
-    index: Option<&'a Index>,
-    old: &'a [Item],
-    /// The last version's item expected at the place being read.
-    next: usize,
-    seen: Vec<bool>,
-    /// The items not met at their place: only they can hold the text of an item not seen.
-    moved: Vec<u64>,
-}
-
-impl<'a> Compare<'a> {
-    fn new(index: Option<&'a Index>) -> Self {
-        let old = index
-            .map(|index| &index.layout.items[..])
-            .unwrap_or_default();
-        Compare {
-            index,
-            old,
-            next: 0,
-            seen: vec![false; old.len()],
-            moved: Vec::new(),
-        }
-    }
-
-    /// The last version's item at this place.
-    fn expected(&self) -> Option<Item> {
-        self.old.get(self.next).copied()
-    }
-
-    /// The item at this place is the one expected.
-    fn met(&mut self) {
-        self.seen[self.next] = true;
-        self.next += 1;
-    }
-
-    /// The item at this place, by its hash, is not the one expected: whether no item of the
-    /// last version had its text, so that it must be parsed.
-    fn elsewhere(&mut self, hash: u64) -> bool {
-        let n = self.old.len();
-        let ahead = &self.old[self.next.min(n)..(self.next + RESYNC).min(n)];
-        let unknown = if let Some(k) = ahead.iter().position(|i| i.hash == hash) {
-            // The items in between are gone, or moved elsewhere.
-            self.seen[self.next + k] = true;
-            self.next += k + 1;
-            false
-        } else {
-            !self
-                .index
-                .is_some_and(|index| index.items.contains_key(&hash))
-        };
-        self.moved.push(hash);
-        unknown
-    }
-
-    /// The hashes of the last version's items this one does not have; `None` without a last
-    /// version.
-    fn gone(self) -> Option<Vec<u64>> {
-        self.index?;
-        let mut gone: HashSet<u64> = self
-            .old
-            .iter()
-            .zip(&self.seen)
-            .filter(|(_, seen)| !**seen)
-            .map(|(item, _)| item.hash)
-            .collect();
-        // An item met at its place is the last version's item there, and the last version's
-        // items all differ (see `advance`): only the items met elsewhere can hold the text of
-        // one not seen.
-        for hash in &self.moved {
-            gone.remove(hash);
-        }
-        Some(gone.into_iter().collect())
-    }
-}
-
-/// How far after an item [`separator`] looks.
-const SEPARATOR: usize = 32;
-
-/// Where the next item starts in `bytes`, which follow an item, when they hold a comma with only
-/// JSON space around it and the first byte of that item; `None` for anything else.
-fn separator(bytes: &[u8]) -> Option<usize> {
-    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
-    let comma = bytes.iter().position(|b| !space(b))?;
-    if bytes[comma] != b',' {
-        return None;
-    }
-    let next = comma + 1 + bytes[comma + 1..].iter().position(|b| !space(b))?;
-    Some(next)
-}
-
-/// A JSON list walked: its items; with the last version's index, the hashes of its items this
-/// one no longer has (see [`Content::Items`]); its length in bytes.
-struct Walked {
-    layout: Layout,
-    gone: Option<Vec<u64>>,
-    len: u64,
-}
-
-/// Scans a JSON object up to the `[` of its "items" and the space after it: that text, and
-/// where the first item is. `None` when the text is not an object with an "items" array.
-fn list_head(w: &mut Window<impl Read>) -> std::io::Result<Option<(Vec<u8>, usize)>> {
-    let mut head = Vec::new();
-    let mut at = copy_space(w, 0, &mut head)?;
-    if !copy_byte(w, at, b'{', &mut head)? {
-        return Ok(None);
-    }
-    loop {
-        at = copy_space(w, at + 1, &mut head)?;
-        let Some(len) = value_len(w, at)? else {
-            return Ok(None);
-        };
-        let key = &w.get(at, len)?[..len];
-        let Ok(key) = serde_json::from_slice::<String>(key) else {
-            return Ok(None);
-        };
-        let items = key == "items";
-        head.extend_from_slice(&w.get(at, len)?[..len]);
-        at = copy_space(w, at + len, &mut head)?;
-        if !copy_byte(w, at, b':', &mut head)? {
-            return Ok(None);
-        }
-        at = copy_space(w, at + 1, &mut head)?;
-        if items && copy_byte(w, at, b'[', &mut head)? {
-            let first = copy_space(w, at + 1, &mut head)?;
-            return Ok(Some((head, first)));
-        }
-        let Some(len) = value_len(w, at)? else {
-            return Ok(None);
-        };
-        head.extend_from_slice(&w.get(at, len)?[..len]);
-        at = copy_space(w, at + len, &mut head)?;
-        // The object ends, or goes on to its next key.
-        if !copy_byte(w, at, b',', &mut head)? {
-            return Ok(None);
-        }
-    }
-}
-
-/// Whether the byte at `at` is `byte`; if so it is added to `out`.
-fn copy_byte(
-    w: &mut Window<impl Read>,
-    at: usize,
-    byte: u8,
-    out: &mut Vec<u8>,
-) -> std::io::Result<bool> {
-    let found = w.get(at, 1)?.first() == Some(&byte);
-    if found {
-        out.push(byte);
-    }
-    Ok(found)
-}
-
-/// Skips JSON space from `at`, adding it to `out`; where the space ends.
-fn copy_space(w: &mut Window<impl Read>, at: usize, out: &mut Vec<u8>) -> std::io::Result<usize> {
-    let from = out.len();
-    let end = skip_space_with(w, at, |b| out.push(b))?;
-    debug_assert_eq!(out.len() - from, end - at);
-    Ok(end)
-}
-
-/// Adds the file from `at` to its end to `out`.
-fn copy_rest(w: &mut Window<impl Read>, mut at: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
-    loop {
-        let bytes = w.get(at, CHUNK)?;
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        out.extend_from_slice(bytes);
-        at += bytes.len();
-    }
-}
-/// A file read forward a chunk at a time. What was read from the place last asked for on
-/// stays until a later place is asked for; a value longer than a chunk makes the buffer grow.
-struct Window<R> {
-    source: R,
-    buffer: Vec<u8>,
-    /// The file's offset of `buffer[0]`.
-    start: usize,
-    /// How much of `buffer` holds the file.
-    filled: usize,
-    chunk: usize,
-    ended: bool,
-}
-
-impl<R: Read> Window<R> {
-    fn new(source: R, chunk: usize) -> Self {
-        Window {
-            source,
-            buffer: Vec::new(),
-            start: 0,
-            filled: 0,
-            chunk: chunk.max(1),
-            ended: false,
-        }
-    }
-
-    /// The file from `at` on, as far as it is read: at least `want` bytes unless the file ends
-    /// first. `at` is never before a place asked for earlier.
-    fn get(&mut self, at: usize, want: usize) -> std::io::Result<&[u8]> {
-        if at + want > self.start + self.filled && !self.ended {
-            self.fill(at, want)?;
-        }
-        let from = (at - self.start).min(self.filled);
-        Ok(&self.buffer[from..self.filled])
-    }
-
-    fn fill(&mut self, at: usize, want: usize) -> std::io::Result<()> {
-        let keep = (at - self.start).min(self.filled);
-        self.buffer.copy_within(keep..self.filled, 0);
-        self.start += keep;
-        self.filled -= keep;
-        let size = want.max(self.chunk);
-        if self.buffer.len() < size {
-            self.buffer.resize(size, 0);
-        }
-        while self.filled < self.buffer.len() {
-            match self.source.read(&mut self.buffer[self.filled..]) {
-                Ok(0) => {
-                    self.ended = true;
-                    break;
-                }
-                Ok(read) => self.filled += read,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-}
-
-fn same_text(bytes: &[u8], item: Item) -> bool {
-    bytes
-        .get(..item.len as usize)
-        .is_some_and(|text| text_hash(text) == item.hash)
-}
-
-/// The length of the JSON value at `at`, checked as JSON; `None` where there is none.
-fn value_len(w: &mut Window<impl Read>, at: usize) -> std::io::Result<Option<usize>> {
-    let mut want = 1;
-    loop {
-        let bytes = w.get(at, want)?;
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let available = match <&RawValue>::deserialize(&mut de) {
-            Ok(raw) => return Ok(Some(raw.get().len())),
-            // Cut at the end of what is read: read on, unless the file ends there.
-            Err(e) if e.is_eof() => bytes.len(),
-            Err(_) => return Ok(None),
-        };
-        if w.ended {
-            return Ok(None);
-        }
-        want = available.saturating_mul(2).max(1);
-    }
-}
-
-fn skip_space(w: &mut Window<impl Read>, at: usize) -> std::io::Result<usize> {
-    skip_space_with(w, at, |_| {})
-}
-
-/// Skips JSON space from `at`, giving each byte skipped to `each`; where the space ends.
-fn skip_space_with(
-    w: &mut Window<impl Read>,
-    mut at: usize,
-    mut each: impl FnMut(u8),
-) -> std::io::Result<usize> {
-    while let Some(&b) = w.get(at, 1)?.first() {
-        if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-            break;
-        }
-        each(b);
-        at += 1;
-    }
-    Ok(at)
 }
 
 /// Hashes an item's text, or a whole file's. 64 bits: two different texts share a hash with a
@@ -1040,6 +673,83 @@ impl Index {
     }
 }
 
+/// A version's items compared in order with the last version's (`index`): the item expected
+/// at each place is checked first, then a few ahead, then every item the last version had.
+struct Compare<'a> {
+    index: Option<&'a Index>,
+    old: &'a [Item],
+    /// The last version's item expected at the place being read.
+    next: usize,
+    seen: Vec<bool>,
+    /// The items not met at their place: only they can hold the text of an item not seen.
+    moved: Vec<u64>,
+}
+
+impl<'a> Compare<'a> {
+    fn new(index: Option<&'a Index>) -> Self {
+        let old = index
+            .map(|index| &index.layout.items[..])
+            .unwrap_or_default();
+        Compare {
+            index,
+            old,
+            next: 0,
+            seen: vec![false; old.len()],
+            moved: Vec::new(),
+        }
+    }
+
+    /// The last version's item at this place.
+    fn expected(&self) -> Option<Item> {
+        self.old.get(self.next).copied()
+    }
+
+    /// The item at this place is the one expected.
+    fn met(&mut self) {
+        self.seen[self.next] = true;
+        self.next += 1;
+    }
+
+    /// The item at this place, by its hash, is not the one expected: whether no item of the
+    /// last version had its text, so that it must be parsed.
+    fn elsewhere(&mut self, hash: u64) -> bool {
+        let n = self.old.len();
+        let ahead = &self.old[self.next.min(n)..(self.next + RESYNC).min(n)];
+        let unknown = if let Some(k) = ahead.iter().position(|i| i.hash == hash) {
+            // The items in between are gone, or moved elsewhere.
+            self.seen[self.next + k] = true;
+            self.next += k + 1;
+            false
+        } else {
+            !self
+                .index
+                .is_some_and(|index| index.items.contains_key(&hash))
+        };
+        self.moved.push(hash);
+        unknown
+    }
+
+    /// The hashes of the last version's items this one does not have; `None` without a last
+    /// version.
+    fn gone(self) -> Option<Vec<u64>> {
+        self.index?;
+        let mut gone: HashSet<u64> = self
+            .old
+            .iter()
+            .zip(&self.seen)
+            .filter(|(_, seen)| !**seen)
+            .map(|(item, _)| item.hash)
+            .collect();
+        // An item met at its place is the last version's item there, and the last version's
+        // items all differ (see `advance`): only the items met elsewhere can hold the text of
+        // one not seen.
+        for hash in &self.moved {
+            gone.remove(hash);
+        }
+        Some(gone.into_iter().collect())
+    }
+}
+
 /// What the membership layer is told about a version.
 pub enum Version {
     Whole(Vec<PodView>),
@@ -1402,73 +1112,6 @@ fn read_file<T>(
     Ok((read, whole.then_some(before)))
 }
 
-/// A new version, read and compared with the last one applied.
-struct Reread {
-    stamp: Option<Stamp>,
-    fingerprint: u64,
-    pods: usize,
-    version: Version,
-    /// A newer version landed while this one was read.
-    newer: bool,
-}
-
-/// What came of reading a new version.
-enum Outcome {
-    Read(Reread),
-    /// The file changed while it was read, according to its stamp or to the directory's events
-    /// from the start of the read to its end (what they said, `Nothing` when only the stamp
-    /// told): read again.
-    Raced(Seen),
-    Failed(FileError),
-}
-
-/// Reads a new version and makes `index` describe it; `index` is unchanged unless the version is
-/// read and used. `since` gives the directory's events since it was last asked. When the file
-/// has only ever been replaced by renames (`replaced_only`), whatever was read is one complete
-/// version, even if a newer one landed meanwhile: it is used, so that a writer replacing the file
-/// faster than it can be read still gets every version it leaves in place long enough.
-fn reread(
-    path: &Path,
-    expected: Option<Stamp>,
-    index: &mut Option<Index>,
-    replaced_only: bool,
-    since: impl Fn() -> Seen,
-) -> Outcome {
-    // Events queued since the watcher last looked: a write begun since then is not read.
-    match since() {
-        Seen::Writing => return Outcome::Raced(Seen::Writing),
-        Seen::Nothing | Seen::Finished | Seen::Lost => {}
-    }
-    let loaded = read(path, index.as_ref());
-    let seen = since();
-    let newer = match &loaded {
-        Ok(loaded) => seen != Seen::Nothing || loaded.stamp != expected,
-        Err(_) => seen != Seen::Nothing,
-    };
-    let loaded = match loaded {
-        Ok(loaded) if replaced_only && seen != Seen::Writing => loaded,
-        _ if seen != Seen::Nothing => return Outcome::Raced(seen),
-        // Changed, and no event has said how yet: look again at the next event or poll.
-        Ok(loaded) if loaded.stamp != expected => return Outcome::Raced(Seen::Nothing),
-        Ok(loaded) => loaded,
-        Err(e) => return Outcome::Failed(e),
-    };
-    let pods = loaded.content.pods();
-    let version = match version(index, loaded.content, || {
-        read(path, None).map(|whole| whole.content)
-    }) {
-        Ok(version) => version,
-        Err(e) => return Outcome::Failed(e),
-    };
-    Outcome::Read(Reread {
-        stamp: loaded.stamp,
-        fingerprint: loaded.fingerprint,
-        pods,
-        version,
-        newer,
-    })
-}
-
 /// What `content` changes since the version `index` describes, making `index` describe it.
 /// Where two items name one pod only the whole list says which counts: the version is read
 /// again without an index (`whole`), which always gives a whole version.
@@ -1483,7 +1126,7 @@ fn version<E>(
     }
 }
 
-/// Reads versions of a pods file held in memory as [`watch`] reads the file: each compared in
+/// Reads versions of a pods file held in memory as [`watch()`] reads the file: each compared in
 /// order with the last one read, `chunk` bytes at a time. What `fuzz/` checks the walk with
 /// against a whole parse ([`parse`]); a version that does not parse changes nothing.
 pub struct Versions {
@@ -1513,233 +1156,6 @@ impl Versions {
         let first = content(self.index.as_ref())?;
         version(&mut self.index, first, || content(None))
     }
-}
-
-/// What [`watch`] watches.
-pub struct Watch {
-    pub path: PathBuf,
-    /// `source.namespaces` and `source.label_selector`.
-    pub selection: Selection,
-    /// Each change reads the file at once, even when nothing says it changed (SIGHUP: a network
-    /// filesystem may show a changed file with its old size and times for a while).
-    pub reread: ReadAgain,
-}
-
-/// Watches the file from its `first` version (already delivered, see [`load_into`]) until
-/// `shutdown`, sending every new version that parses. Versions that do not parse are logged and
-/// skipped; the zone keeps the last good version.
-pub async fn watch(
-    watch: Watch,
-    first: First,
-    events: mpsc::Sender<Received>,
-    metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-) {
-    let Watch {
-        path,
-        selection,
-        reread: mut asked,
-    } = watch;
-    let health = metrics.health();
-    let mut applied = (first.stamp, first.fingerprint);
-    health.synced();
-    metrics.reloaded();
-    let mut index = first.index;
-    let mut dir_watch = watch_dir(&path).map(Arc::new);
-    // When the change about to be read reached roster: the event that the file was replaced, or
-    // the poll that first saw its latest stamp. roster_programming_latency_seconds counts from
-    // then, so it includes the settling poll and the read, not only the apply.
-    let mut noticed: Option<Instant> = None;
-    // The stamp seen at the previous poll: a version is read once two polls agree on it, or at
-    // once when the directory reports that the file was replaced.
-    let mut seen = applied.0;
-    let mut failing = false;
-    // What the directory's events last said about the file: read at once when it was replaced
-    // (`again`), never while it is being written (`writing`), else when polls agree.
-    let (mut again, mut writing) = (false, false);
-    // Asked to read the file whatever its stamp says, once no write is in progress.
-    let mut forced = false;
-    // A steady cadence, however many events arrive in between.
-    let mut polls = tokio::time::interval(POLL);
-    polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let replaced = if std::mem::take(&mut again) {
-            true
-        } else {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                Ok(()) = asked.changed() => {
-                    forced = true;
-                    noticed.get_or_insert_with(Instant::now);
-                    true
-                }
-                _ = polls.tick() => false,
-                result = next_event(dir_watch.as_deref()) => {
-                    let event = result.unwrap_or_else(|e| {
-                        warn!(error = %e, path = %path.display(), "cannot read directory events; polling only");
-                        dir_watch = None;
-                        Seen::Lost
-                    });
-                    writing = event == Seen::Writing;
-                    if event != Seen::Finished || written_in_place(dir_watch.as_deref()) {
-                        // Written in place, or not about the file: the polls decide.
-                        continue;
-                    }
-                    noticed.get_or_insert_with(Instant::now);
-                    true
-                }
-            }
-        };
-        if writing {
-            continue;
-        }
-        let now = stamp(&path).ok();
-        let settled = replaced || now == seen;
-        if !replaced {
-            // A file written in place has arrived when its stamp stops changing: from the poll
-            // that first saw its last stamp.
-            if now != seen && now != applied.0 {
-                noticed = Some(Instant::now());
-            }
-            seen = now;
-        }
-        if now == applied.0 && !forced {
-            noticed = None;
-            continue;
-        }
-        if !settled && !forced {
-            continue;
-        }
-        let was_forced = std::mem::take(&mut forced);
-        let p = path.clone();
-        let mut taken = index.take();
-        let events_since = dir_watch.clone();
-        let replaced_only = dir_watch.as_deref().is_some_and(|w| !w.written_in_place());
-        let selection = selection.clone();
-        let read = move || {
-            let _selecting = Selecting::enter(selection);
-            let since = || events_since.as_ref().map_or(Seen::Nothing, |w| w.since());
-            let result = reread(&p, now, &mut taken, replaced_only, since);
-            (result, taken)
-        };
-        // A small file is read here: handing it to another thread would cost more than reading
-        // it, and on a busy core each hand-over waits for the core.
-        let result = if now.is_some_and(|s| s.len <= READ_HERE) {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
-                .map_err(|_| "a panic".to_owned())
-        } else {
-            tokio::task::spawn_blocking(read)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        let result = match result {
-            Ok((result, kept)) => {
-                index = kept;
-                result
-            }
-            Err(e) => {
-                // The index went with the reader: the next version is read whole.
-                error!(error = %e, "pods file reader panicked");
-                continue;
-            }
-        };
-        match result {
-            // Caught mid-write: read again at once if the write has finished since, else when
-            // it does (or at the next polls).
-            Outcome::Raced(seen) => {
-                again = seen == Seen::Finished && !written_in_place(dir_watch.as_deref());
-                writing = seen == Seen::Writing;
-            }
-            Outcome::Read(reread) => {
-                let at = noticed.take().unwrap_or_else(Instant::now);
-                if failing {
-                    info!(path = %path.display(), "pods file is valid again");
-                    failing = false;
-                }
-                health.synced();
-                again = reread.newer;
-                if again {
-                    // A newer version landed while this one was read: it had reached roster by
-                    // the end of the read at the latest.
-                    noticed = Some(Instant::now());
-                }
-                let unchanged = reread.fingerprint == applied.1;
-                applied = (reread.stamp, reread.fingerprint);
-                if unchanged {
-                    if was_forced {
-                        info!(path = %path.display(), pods = reread.pods, "pods file read again; unchanged");
-                    }
-                    continue;
-                }
-                let sent = match reread.version {
-                    Version::Whole(pods) => {
-                        info!(path = %path.display(), pods = reread.pods, "pods file changed; applying it whole");
-                        send_list(&events, pods, at).await
-                    }
-                    Version::Changes { delete, apply } => {
-                        info!(
-                            path = %path.display(),
-                            pods = reread.pods,
-                            changed = apply.len(),
-                            gone = delete.len(),
-                            "pods file changed; applying the pods that changed"
-                        );
-                        let event = PodEvent::Changes { delete, apply };
-                        events.send(Received { at, event }).await
-                    }
-                };
-                if sent.is_err() {
-                    return;
-                }
-                metrics.reloaded();
-            }
-            Outcome::Failed(e) => {
-                // Remember the bad version so it is reported once, not at every poll.
-                applied.0 = now;
-                noticed = None;
-                failing = true;
-                warn!(
-                    error = %e,
-                    failures_total = health.error(),
-                    "pods file reload failed; still serving the last good version"
-                );
-            }
-        }
-    }
-}
-
-/// Events of the file's directory; `None` (polling only) where inotify refuses.
-fn watch_dir(path: &Path) -> Option<DirWatch> {
-    DirWatch::new(path)
-        .inspect_err(|e| {
-            warn!(error = %e, path = %path.display(), "cannot watch the pods file's directory; polling every 100 ms only")
-        })
-        .ok()
-}
-
-fn written_in_place(dir_watch: Option<&DirWatch>) -> bool {
-    dir_watch.is_some_and(DirWatch::written_in_place)
-}
-
-async fn next_event(dir_watch: Option<&DirWatch>) -> std::io::Result<Seen> {
-    match dir_watch {
-        Some(w) => w.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Sends a whole version as one list; `at` is when the change reached roster.
-async fn send_list(
-    events: &mpsc::Sender<Received>,
-    pods: Vec<PodView>,
-    at: Instant,
-) -> Result<(), mpsc::error::SendError<Received>> {
-    let send = |event| events.send(Received { at, event });
-    send(PodEvent::Init(Scope::Cluster)).await?;
-    for pod in pods {
-        send(PodEvent::InitApply(Scope::Cluster, pod)).await?;
-    }
-    send(PodEvent::InitDone(Scope::Cluster)).await
 }
 
 #[cfg(test)]
@@ -2245,21 +1661,6 @@ status:
                 }
             }
         }
-    }
-
-    #[test]
-    fn separators_between_items() {
-        assert_eq!(separator(b", {"), Some(2));
-        assert_eq!(separator(b",\n        {"), Some(10));
-        assert_eq!(separator(b" ,\t{"), Some(3));
-        assert_eq!(separator(b",{"), Some(1));
-        // The list's end, space that goes on past what was read, anything else: looked at
-        // byte by byte.
-        assert_eq!(separator(b"\n]}"), None);
-        assert_eq!(separator(b",   "), None);
-        assert_eq!(separator(b"   "), None);
-        assert_eq!(separator(b"x,"), None);
-        assert_eq!(separator(b""), None);
     }
 
     /// Text that is not UTF-8 where roster reads nothing (found by fuzzing: a field after the
