@@ -192,6 +192,56 @@ fn servfail_until_the_first_list_then_ready() {
     );
 }
 
+/// kube's watcher says `Init` before each list request, so a list that keeps failing gives
+/// `Init`, error, `Init`, error…: none of that is the API server answering.
+#[test]
+fn failing_lists_back_off_and_are_not_taken_for_recovery() {
+    let api = FakeApi::start();
+    db(&api, 0, "10.0.0.1");
+    api.fail_lists(Some(503), None);
+    let dir = temp_dir();
+    let kubeconfig = api.kubeconfig(&dir);
+    let config = format!(
+        "[source]\ntype = \"kubernetes\"\nkubeconfig = \"{}\"\napi_timeout = 6\n",
+        kubeconfig.display()
+    );
+    let r = Roster::start_unready(&config);
+    std::thread::sleep(Duration::from_secs(7));
+    let lists = |api: &FakeApi| {
+        api.requests()
+            .iter()
+            .filter(|q| !q.contains("watch="))
+            .count()
+    };
+    // Retries 0.8-1.6 s, then 1.6-3.2 s, then 3.2-6.4 s after the one before: at most four
+    // lists in 7 s. A backoff that starts over at each retry lists at least five times.
+    let tried = lists(&api);
+    assert!(
+        (2..=4).contains(&tried),
+        "lists in 7 s of failures: {tried}\n{}",
+        r.log()
+    );
+    let log = r.log();
+    assert!(
+        !log.contains("reachable again"),
+        "no list succeeded:\n{log}"
+    );
+    assert!(
+        log.contains("consecutive_errors=2 "),
+        "the errors are counted as one run:\n{log}"
+    );
+    api.fail_lists(None, None);
+    let ready = r.eventually(Duration::from_secs(20), || {
+        a(&r, "db-0.db.prod.roster.internal.") == ok(&["10.0.0.1"])
+    });
+    assert!(ready.is_some(), "{}", r.log());
+    assert!(
+        r.log().contains("Kubernetes API reachable again"),
+        "{}",
+        r.log()
+    );
+}
+
 #[test]
 fn a_conflict_keeps_the_incumbent() {
     let api = FakeApi::start();

@@ -174,6 +174,12 @@ async fn watch_scope(
             };
             let Some(item) = item else { break };
             let event = match item {
+                // kube's watcher says `Init` when it is about to list, before the request: a
+                // list that fails gives `Init` and the error, again at every retry. Only an
+                // event the API server answered shows that it is reachable; taking `Init` for
+                // one reset the backoff (a retry every second for as long as lists failed)
+                // and logged "reachable again" between the failures.
+                Ok(Event::Init) => Event::Init,
                 Ok(event) => {
                     errors.recovered();
                     backoff.reset();
