@@ -98,7 +98,7 @@ async fn prepare(
             })
         }
         SourceConfig::Kubernetes(settings) => {
-            let client = kubernetes::client(settings).await?;
+            let client = kubernetes::client(settings, &metrics).await?;
             let scope_names: Vec<String> =
                 settings.scopes().iter().map(ToString::to_string).collect();
             info!(
@@ -127,7 +127,8 @@ pub async fn check(config: &Config) -> Result<String, RunError> {
             Ok(format!("{} pods in {}", loaded.pods(), path.display()))
         }
         SourceConfig::Kubernetes(settings) => {
-            kubernetes::client(settings).await?;
+            let metrics = Arc::new(Metrics::new(Arc::default()));
+            kubernetes::client(settings, &metrics).await?;
             Ok("Kubernetes credentials found (the API server is not contacted)".into())
         }
     }

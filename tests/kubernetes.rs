@@ -242,6 +242,40 @@ fn failing_lists_back_off_and_are_not_taken_for_recovery() {
     );
 }
 
+/// A quiet cluster can go hours without a pod event while roster's watch is renewed every two
+/// thirds of `api_timeout`: each renewal is the API server answering, and the last sync says
+/// so, or an alert on it would fire on every quiet night.
+#[test]
+fn a_quiet_watch_keeps_the_last_sync_recent() {
+    let api = FakeApi::start();
+    db(&api, 0, "10.0.0.1");
+    let dir = temp_dir();
+    let kubeconfig = api.kubeconfig(&dir);
+    // Watches renewed every 2 s.
+    let config = format!(
+        "[source]\ntype = \"kubernetes\"\nkubeconfig = \"{}\"\napi_timeout = 3\n",
+        kubeconfig.display()
+    );
+    let r = Roster::start_with(&config, "", &["--admin-listen", "127.0.0.1:0"]);
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let listed = now();
+    std::thread::sleep(Duration::from_secs(7));
+    let (_, body) = http_get(r.admin.unwrap(), "/metrics");
+    let last = metric(&body, "roster_source_last_sync_timestamp_seconds");
+    assert!(
+        last > listed + 3.0,
+        "last sync {:.1} s after the list, 7 s later, watches renewed every 2 s\n{}",
+        last - listed,
+        r.log()
+    );
+    assert!(last <= now() + 1.0, "{last}");
+}
+
 #[test]
 fn a_conflict_keeps_the_incumbent() {
     let api = FakeApi::start();

@@ -284,8 +284,8 @@ pub enum PodEvent {
 /// How a source is doing: shared with the logs (and, through them, the operator).
 #[derive(Debug, Default)]
 pub struct Health {
-    /// Milliseconds since the Unix epoch of the last successful sync (a complete list, a watch
-    /// event, or a good version of the pods file); 0 before the first.
+    /// Milliseconds since the Unix epoch of the last successful sync (a good version of the pods
+    /// file; a successful answer of the API server, a watch event); 0 before the first.
     last_sync_ms: AtomicU64,
     errors_total: AtomicU64,
 }
