@@ -276,6 +276,25 @@ fn a_quiet_watch_keeps_the_last_sync_recent() {
     assert!(last <= now() + 1.0, "{last}");
 }
 
+/// After an outage in a cluster where no pod changes, the renewed watch brings no event: the
+/// log still says when the API server answers again, or the last line an operator reads is the
+/// outage's.
+#[test]
+fn a_quiet_recovery_is_logged() {
+    let api = FakeApi::start();
+    db(&api, 0, "10.0.0.1");
+    let r = roster(&api, "");
+    api.down();
+    let failing = r.wait_log("still serving the last good state", Duration::from_secs(10));
+    assert!(failing.is_some(), "the outage is logged\n{}", r.log());
+    std::thread::sleep(Duration::from_secs(2));
+    api.up();
+    // The next retry is at most one backoff step (here 6.4 s) away.
+    let back = r.wait_log("Kubernetes API reachable again", Duration::from_secs(15));
+    assert!(back.is_some(), "{}", r.log());
+    assert_eq!(a(&r, "db-0.db.prod.roster.internal."), ok(&["10.0.0.1"]));
+}
+
 #[test]
 fn a_conflict_keeps_the_incumbent() {
     let api = FakeApi::start();

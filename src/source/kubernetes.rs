@@ -7,11 +7,15 @@
 //! once), the zone keeps its last good state, and the log says what is wrong at a falling rate
 //! (not one line per retry) and when it is over.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use hyper::Response;
+use hyper::{Request, Response};
 use k8s_openapi::api::core::v1::Pod;
 use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -20,12 +24,16 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tower::util::MapResponseLayer;
+use tower::Service;
+use tower::layer::layer_fn;
 use tracing::{info, warn};
 
 use super::selection::Selection;
 use super::{Health, PodEvent, PodKey, PodView, ReadAgain, Received, Scope};
 use crate::metrics::Metrics;
+
+/// How often a scope whose requests failed looks for a successful answer since.
+const ANSWERED_CHECK: Duration = Duration::from_secs(1);
 
 /// Pods that will never run again hold no names; the API server leaves them out.
 const FIELD_SELECTOR: &str = "status.phase!=Succeeded,status.phase!=Failed";
@@ -79,9 +87,20 @@ impl KubeSettings {
     }
 }
 
-/// Builds the client: the kubeconfig given, or kubectl's search order, then in-cluster. Each
-/// request the API server answers with success counts as a sync in `metrics`.
-pub async fn client(settings: &KubeSettings, metrics: &Arc<Metrics>) -> Result<Client, KubeError> {
+/// The API server, through a client built from the kubeconfig given, or kubectl's search order,
+/// then in-cluster; and when it last answered for each scope.
+#[derive(Clone)]
+pub struct Connection {
+    client: Client,
+    answers: Arc<Answers>,
+}
+
+/// Builds the connection. Each request the API server answers with success counts as a sync in
+/// `metrics`, and as an answer for the scope whose pods it asked for.
+pub async fn client(
+    settings: &KubeSettings,
+    metrics: &Arc<Metrics>,
+) -> Result<Connection, KubeError> {
     let mut config = match &settings.kubeconfig {
         Some(path) => {
             let err = |source| KubeError::Kubeconfig {
@@ -103,27 +122,103 @@ pub async fn client(settings: &KubeSettings, metrics: &Arc<Metrics>) -> Result<C
     // retries them too, and roster's log then shows the outage.
     config.default_retry = false;
     info!(server = %config.cluster_url, "Kubernetes API server");
-    Ok(ClientBuilder::try_from(config)?
-        .with_layer(&MapResponseLayer::new(answered(metrics.clone())))
-        .build())
+    let answers = Arc::new(Answers::new(settings.scopes()));
+    let (told, health) = (answers.clone(), metrics.clone());
+    let client = ClientBuilder::try_from(config)?
+        .with_layer(&layer_fn(move |inner| Answering {
+            inner,
+            answers: told.clone(),
+            metrics: health.clone(),
+        }))
+        .build();
+    Ok(Connection { client, answers })
 }
 
-/// Marks each successful answer of the API server as a sync. The watcher's events alone miss
-/// the answers that carry none: a watch renewed (every two thirds of `api_timeout`) in a cluster
-/// where no pod changes, where the last sync would otherwise age for hours while roster is in
-/// step with the API server.
-fn answered<B>(metrics: Arc<Metrics>) -> impl Fn(Response<B>) -> Response<B> + Clone {
-    move |response| {
-        if response.status().is_success() {
-            metrics.health().synced();
+/// When the API server last answered, with success, a request for each scope's pods: nanoseconds
+/// after `base`, 0 for never.
+struct Answers {
+    base: Instant,
+    scopes: Vec<(Scope, AtomicU64)>,
+}
+
+impl Answers {
+    fn new(scopes: Vec<Scope>) -> Self {
+        Answers {
+            base: Instant::now(),
+            scopes: scopes.into_iter().map(|s| (s, AtomicU64::new(0))).collect(),
         }
-        response
+    }
+
+    fn now(&self) -> u64 {
+        (self.base.elapsed().as_nanos() as u64).max(1)
+    }
+
+    /// The scope whose pods `path` asks for.
+    fn scope(&self, path: &str) -> Option<&AtomicU64> {
+        let asked = match path.split('/').collect::<Vec<_>>().as_slice() {
+            ["", "api", "v1", "pods"] => Scope::Cluster,
+            ["", "api", "v1", "namespaces", ns, "pods"] => Scope::Namespace((*ns).to_owned()),
+            _ => return None,
+        };
+        self.scopes
+            .iter()
+            .find(|(s, _)| *s == asked)
+            .map(|(_, at)| at)
+    }
+
+    fn last(&self, scope: &Scope) -> u64 {
+        self.scopes
+            .iter()
+            .find(|(s, _)| s == scope)
+            .map_or(0, |(_, at)| at.load(Ordering::Relaxed))
+    }
+}
+
+/// The client's service, noting each successful answer of the API server: as a sync, and for its
+/// scope. The watcher's events alone miss the answers that carry none: a watch renewed (every
+/// two thirds of `api_timeout`) in a cluster where no pod changes. The last sync would age for
+/// hours while roster is in step with the API server, and an outage's end would go unlogged
+/// until the next pod change.
+#[derive(Clone)]
+struct Answering<S> {
+    inner: S,
+    answers: Arc<Answers>,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, B> Service<Request<kube::client::Body>> for Answering<S>
+where
+    S: Service<Request<kube::client::Body>, Response = Response<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<kube::client::Body>) -> Self::Future {
+        let path = request.uri().path().to_owned();
+        let (answers, metrics) = (self.answers.clone(), self.metrics.clone());
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            if response.status().is_success() {
+                metrics.health().synced();
+                if let Some(at) = answers.scope(&path) {
+                    at.store(answers.now(), Ordering::Relaxed);
+                }
+            }
+            Ok(response)
+        })
     }
 }
 
 /// Watches every scope until `shutdown`, sending events to the membership layer.
 pub async fn watch(
-    client: Client,
+    connection: Connection,
     settings: KubeSettings,
     events: mpsc::Sender<Received>,
     metrics: Arc<Metrics>,
@@ -135,7 +230,7 @@ pub async fn watch(
         .into_iter()
         .map(|scope| {
             tokio::spawn(watch_scope(
-                client.clone(),
+                connection.clone(),
                 scope,
                 settings.clone(),
                 events.clone(),
@@ -151,7 +246,7 @@ pub async fn watch(
 }
 
 async fn watch_scope(
-    client: Client,
+    connection: Connection,
     scope: Scope,
     settings: KubeSettings,
     events: mpsc::Sender<Received>,
@@ -163,8 +258,8 @@ async fn watch_scope(
     let mut errors = ErrorLog::new(scope.clone());
     loop {
         let api: Api<Pod> = match &scope {
-            Scope::Cluster => Api::all(client.clone()),
-            Scope::Namespace(ns) => Api::namespaced(client.clone(), ns),
+            Scope::Cluster => Api::all(connection.client.clone()),
+            Scope::Namespace(ns) => Api::namespaced(connection.client.clone(), ns),
         };
         let mut config = watcher::Config::default()
             .fields(FIELD_SELECTOR)
@@ -190,6 +285,14 @@ async fn watch_scope(
                     break;
                 }
                 item = stream.next() => item,
+                // A renewed watch brings no event where no pod changes: the API server's
+                // answer is what says the errors are over.
+                () = tokio::time::sleep(ANSWERED_CHECK), if errors.failing() => {
+                    if connection.answers.last(&scope) > errors.failed_at {
+                        errors.recovered();
+                    }
+                    continue;
+                }
             };
             let Some(item) = item else { break };
             let event = match item {
@@ -212,7 +315,7 @@ async fn watch_scope(
                     } else {
                         0
                     };
-                    errors.record(&e, health);
+                    errors.record(&e, health, connection.answers.now());
                     if gone >= GONE_LIMIT {
                         warn!(scope = %scope, "watch start refused with 410 Gone {gone} times; listing again");
                         break;
@@ -309,6 +412,8 @@ fn describe(e: &watcher::Error, scope: &Scope) -> String {
 struct ErrorLog {
     scope: Scope,
     consecutive: u64,
+    /// When the last error was recorded, on the clock of [`Answers`].
+    failed_at: u64,
     since: Option<Instant>,
     last_line: Option<Instant>,
 }
@@ -318,13 +423,15 @@ impl ErrorLog {
         Self {
             scope,
             consecutive: 0,
+            failed_at: 0,
             since: None,
             last_line: None,
         }
     }
 
-    fn record(&mut self, e: &watcher::Error, health: &Health) {
+    fn record(&mut self, e: &watcher::Error, health: &Health, now: u64) {
         self.consecutive += 1;
+        self.failed_at = now;
         health.error();
         let since = *self.since.get_or_insert_with(Instant::now);
         let due = self.consecutive.is_power_of_two()
@@ -346,6 +453,10 @@ impl ErrorLog {
             "Kubernetes API: {}; still serving the last good state",
             describe(e, &self.scope)
         );
+    }
+
+    fn failing(&self) -> bool {
+        self.consecutive > 0
     }
 
     fn recovered(&mut self) {
@@ -376,5 +487,25 @@ mod tests {
         };
         assert_eq!(s.watch_timeout(), 60);
         assert_eq!(s.scopes(), [Scope::Cluster]);
+    }
+
+    /// An answer counts for the scope whose pods it gave, and for no other.
+    #[test]
+    fn answers_are_told_apart_by_scope() {
+        let prod = Scope::Namespace("prod".into());
+        let answers = Answers::new(vec![prod.clone(), Scope::Namespace("dev".into())]);
+        assert!(answers.scope("/api/v1/namespaces/prod/pods").is_some());
+        assert!(answers.scope("/api/v1/namespaces/other/pods").is_none());
+        assert!(answers.scope("/api/v1/pods").is_none(), "not watched");
+        assert!(answers.scope("/api/v1/namespaces/prod/pods/db-0").is_none());
+        assert!(answers.scope("/version").is_none());
+        answers
+            .scope("/api/v1/namespaces/prod/pods")
+            .unwrap()
+            .store(answers.now(), Ordering::Relaxed);
+        assert!(answers.last(&prod) > 0);
+        assert_eq!(answers.last(&Scope::Namespace("dev".into())), 0);
+        let cluster = Answers::new(vec![Scope::Cluster]);
+        assert!(cluster.scope("/api/v1/pods").is_some());
     }
 }
