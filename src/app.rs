@@ -145,14 +145,23 @@ pub async fn serve(
     // Everything but readiness stops on `stop`, which follows `shutdown` after the drain.
     let stop = CancellationToken::new();
     let published = Arc::new(Published::empty());
-    let mut pipeline = Pipeline::start(
+    let start = Pipeline::start(
         &config,
         metrics.clone(),
         published.clone(),
         stop.clone(),
         reread,
-    )
-    .await?;
+    );
+    let mut pipeline = tokio::select! {
+        pipeline = start => pipeline?,
+        // Nothing is served before the source's first version, so there is nothing to drain: a
+        // large pods file or a hung filesystem must not hold the exit. The pipeline's thread
+        // is left to the process's end.
+        () = shutdown.cancelled() => {
+            info!("stopped before serving: the source was still being prepared");
+            return Ok(());
+        }
+    };
     let bound = listen::bind(&config.listen, config.workers, config.udp_receive_buffer)
         .map_err(RunError::from)
         .and_then(|listeners| match config.admin_listen {

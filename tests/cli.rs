@@ -201,6 +201,56 @@ fn sigterm_and_sigint_exit_0_within_5_seconds() {
     }
 }
 
+/// A signal while the first version of the pods is still being read (here a pipe no one writes
+/// to, as a hung network filesystem would hold the read) stops roster at once: nothing is
+/// served yet, so there is nothing to drain.
+#[test]
+fn a_signal_during_the_first_read_stops_roster_at_once() {
+    let dir = dir_with(MINIMAL, None);
+    let fifo = dir.join("pods.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut child = std::process::Command::new(bin())
+        .current_dir(&dir)
+        .args([
+            "serve",
+            "--config",
+            "roster.toml",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "still reading");
+    // SAFETY: the pid is this test's own child, not yet waited for.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut log = String::new();
+    use std::io::Read;
+    let _ = child.stderr.take().unwrap().read_to_string(&mut log);
+    let status = status.unwrap_or_else(|| panic!("still running 5 s after SIGTERM\n{log}"));
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("stopped before serving"), "{log}");
+    assert!(!log.contains("listening for DNS"), "{log}");
+}
+
 #[test]
 fn sighup_keeps_roster_serving_and_names_what_needs_a_restart() {
     let mut r = Roster::start(&world());
