@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -151,6 +151,10 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(listener)
 }
 
+/// How long the admin listener waits for a request's head; kubelet's probes and Prometheus send
+/// theirs at once.
+const HEAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves until `shutdown`.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
@@ -179,7 +183,13 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: Cancellat
                     .body(Full::new(Bytes::from(body)));
                 async move { response }
             });
-            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            // A request's head must arrive within HEAD_WAIT of the connection opening or of the
+            // last answer: a client that sends nothing, or keeps an idle connection, is cut
+            // off instead of holding a descriptor (and a task) for ever.
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_WAIT)
+                .serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 result = connection => if let Err(e) = result {
                     debug!(%peer, error = %e, "admin connection failed");

@@ -255,6 +255,46 @@ fn members_endpoint_and_roster_status() {
     assert!(err.contains("--admin-listen"), "{err}");
 }
 
+/// A client that connects to the admin port and sends nothing (a scanner, a half-open probe)
+/// is cut off, as is a kept-alive connection left idle: neither holds a descriptor for ever.
+#[test]
+fn idle_admin_connections_are_closed() {
+    use std::io::{Read, Write};
+    let r = with_admin(&world());
+    let admin = r.admin.unwrap();
+    let mut silent = std::net::TcpStream::connect(admin).unwrap();
+    let mut kept = std::net::TcpStream::connect(admin).unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: roster\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    for (what, stream) in [("silent", &mut silent), ("kept alive", &mut kept)] {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 512];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("{what}: still open after {:?}: {e}", started.elapsed()),
+            }
+        }
+        if what == "kept alive" {
+            let text = String::from_utf8_lossy(&seen);
+            assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    // The admin listener still serves.
+    let (status, _) = http_get(admin, "/healthz");
+    assert_eq!(status, 200);
+}
+
 #[test]
 fn readiness_drops_before_dns_stops() {
     let mut r = with_admin(&world());
