@@ -375,17 +375,8 @@ fn json_logs() {
     )
     .unwrap();
     std::fs::write(dir.join("pods.yaml"), world()).unwrap();
-    let child = std::process::Command::new(bin())
-        .args([
-            "--log-format",
-            "json",
-            "serve",
-            "--config",
-            "roster.toml",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .current_dir(&dir)
+    let child = serve_in(&dir)
+        .args(["--log-format", "json"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

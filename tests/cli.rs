@@ -213,15 +213,7 @@ fn a_signal_during_the_first_read_stops_roster_at_once() {
         .status()
         .unwrap();
     assert!(made.success());
-    let mut child = std::process::Command::new(bin())
-        .current_dir(&dir)
-        .args([
-            "serve",
-            "--config",
-            "roster.toml",
-            "--listen",
-            "127.0.0.1:0",
-        ])
+    let mut child = serve_in(&dir)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -355,15 +347,7 @@ fn the_serial_does_not_go_back_across_restarts() {
 fn a_closed_log_stream_stops_neither_serving_nor_shutdown() {
     use std::io::{BufRead, BufReader};
     let dir = dir_with(MINIMAL, Some(&world()));
-    let child = std::process::Command::new(bin())
-        .args([
-            "serve",
-            "--config",
-            "roster.toml",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .current_dir(&dir)
+    let child = serve_in(&dir)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

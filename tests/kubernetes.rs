@@ -12,15 +12,25 @@ use hickory_server::proto::rr::RecordType;
 
 const WITHIN: Duration = Duration::from_secs(3);
 
-/// roster on the fake API server, with `config` added under [source].
+/// roster on the fake API server, with `source` added under [source].
 fn roster(api: &FakeApi, source: &str) -> Roster {
     let dir = temp_dir();
-    let kubeconfig = api.kubeconfig(&dir);
-    let config = format!(
-        "[source]\ntype = \"kubernetes\"\nkubeconfig = \"{}\"\napi_timeout = 6\n{source}",
+    Roster::start_with(&kube_config(api, &dir, source), "", &[])
+}
+
+/// A configuration of the Kubernetes source on the fake API server, its kubeconfig in `dir`,
+/// with `source` added under [source] (`api_timeout = 6` unless `source` sets it).
+fn kube_config(api: &FakeApi, dir: &std::path::Path, source: &str) -> String {
+    let kubeconfig = api.kubeconfig(dir);
+    let timeout = if source.contains("api_timeout") {
+        ""
+    } else {
+        "api_timeout = 6\n"
+    };
+    format!(
+        "[source]\ntype = \"kubernetes\"\nkubeconfig = \"{}\"\n{timeout}{source}",
         kubeconfig.display()
-    );
-    Roster::start_with(&config, "", &[])
+    )
 }
 
 fn a(r: &Roster, qname: &str) -> (ResponseCode, Vec<String>) {
@@ -161,11 +171,7 @@ fn servfail_until_the_first_list_then_ready() {
     db(&api, 0, "10.0.0.1");
     api.fail_lists(Some(500), None);
     let dir = temp_dir();
-    let kubeconfig = api.kubeconfig(&dir);
-    let config = format!(
-        "[source]\ntype = \"kubernetes\"\nkubeconfig = \"{}\"\napi_timeout = 6\n",
-        kubeconfig.display()
-    );
+    let config = kube_config(&api, &dir, "");
     let r = Roster::start_unready(&config);
     std::thread::sleep(Duration::from_millis(500));
     let (m, _) = udp(
@@ -181,10 +187,7 @@ fn servfail_until_the_first_list_then_ready() {
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);
     api.fail_lists(None, None);
     // kube's backoff is at most a few seconds at this point.
-    let ready = r.eventually(Duration::from_secs(10), || {
-        a(&r, "db-0.db.prod.roster.internal.") == ok(&["10.0.0.1"])
-    });
-    assert!(ready.is_some(), "{}", r.log());
+    expect_db(&r, 0, "10.0.0.1", Duration::from_secs(10), "lists work");
     assert!(
         r.log().contains("answered 500"),
         "the failure is logged\n{}",
@@ -200,11 +203,7 @@ fn failing_lists_back_off_and_are_not_taken_for_recovery() {
     db(&api, 0, "10.0.0.1");
     api.fail_lists(Some(503), None);
     let dir = temp_dir();
-    let kubeconfig = api.kubeconfig(&dir);
-    let config = format!(
-        "[source]\ntype = \"kubernetes\"\nkubeconfig = \"{}\"\napi_timeout = 6\n",
-        kubeconfig.display()
-    );
+    let config = kube_config(&api, &dir, "");
     let r = Roster::start_unready(&config);
     std::thread::sleep(Duration::from_secs(7));
     let lists = |api: &FakeApi| {
@@ -231,10 +230,7 @@ fn failing_lists_back_off_and_are_not_taken_for_recovery() {
         "the errors are counted as one run:\n{log}"
     );
     api.fail_lists(None, None);
-    let ready = r.eventually(Duration::from_secs(20), || {
-        a(&r, "db-0.db.prod.roster.internal.") == ok(&["10.0.0.1"])
-    });
-    assert!(ready.is_some(), "{}", r.log());
+    expect_db(&r, 0, "10.0.0.1", AFTER_BACKOFF, "lists work");
     assert!(
         r.log().contains("Kubernetes API reachable again"),
         "{}",
@@ -250,12 +246,8 @@ fn a_quiet_watch_keeps_the_last_sync_recent() {
     let api = FakeApi::start();
     db(&api, 0, "10.0.0.1");
     let dir = temp_dir();
-    let kubeconfig = api.kubeconfig(&dir);
     // Watches renewed every 2 s.
-    let config = format!(
-        "[source]\ntype = \"kubernetes\"\nkubeconfig = \"{}\"\napi_timeout = 3\n",
-        kubeconfig.display()
-    );
+    let config = kube_config(&api, &dir, "api_timeout = 3\n");
     let r = Roster::start_with(&config, "", &["--admin-listen", "127.0.0.1:0"]);
     let now = || {
         std::time::SystemTime::now()
@@ -898,15 +890,7 @@ fn credentials_are_checked_at_start_up() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("missing-kubeconfig"), "{err}");
     // No kubeconfig anywhere and not in a cluster.
-    let out = std::process::Command::new(bin())
-        .args([
-            "serve",
-            "--config",
-            "roster.toml",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .current_dir(&dir)
+    let out = serve_in(&dir)
         .env_remove("KUBECONFIG")
         .env_remove("KUBERNETES_SERVICE_HOST")
         .env("HOME", &dir)
@@ -946,15 +930,7 @@ fn kubeconfig_from_the_environment() {
     let dir = temp_dir();
     let kubeconfig = api.kubeconfig(&dir);
     std::fs::write(dir.join("roster.toml"), "[source]\ntype = \"kubernetes\"\n").unwrap();
-    let child = std::process::Command::new(bin())
-        .args([
-            "serve",
-            "--config",
-            "roster.toml",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .current_dir(&dir)
+    let child = serve_in(&dir)
         .env("KUBECONFIG", &kubeconfig)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

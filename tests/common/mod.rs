@@ -21,6 +21,22 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_roster")
 }
 
+/// `roster serve` of `dir`'s `roster.toml` on a free port, run in `dir`: for the tests that
+/// watch the process itself rather than a started [`Roster`].
+pub fn serve_in(dir: &Path) -> Command {
+    let mut command = Command::new(bin());
+    command
+        .args([
+            "serve",
+            "--config",
+            "roster.toml",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(dir);
+    command
+}
+
 /// Pods of the standard test world (YAML): `db` in `prod` with db-0 (dual-stack), db-1 ready
 /// and db-2 not ready; named ports `peer` (TCP) and `gossip` (UDP).
 pub fn db_pod(ordinal: u32, ip: &str, ready: bool) -> String {
