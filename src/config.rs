@@ -507,6 +507,8 @@ impl Config {
             w.problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
             return Err(w.problems);
         }
+        // A zone name is at most 255 octets on the wire (253 characters, checked above).
+        let name_room = 255 - zones.iter().map(DomainName::wire_len).max().unwrap_or(0);
         Ok(Config {
             file: path.map(Path::to_owned),
             listen,
@@ -536,6 +538,7 @@ impl Config {
                 protect_statefulset_names,
                 max_pods,
                 max_per_service,
+                name_room,
             },
             source,
             admin_listen,
@@ -981,6 +984,17 @@ mod tests {
             }
         );
         assert!(!c.identity.publish_not_ready);
+        assert_eq!(c.identity, IdentityConfig::default());
+    }
+
+    /// The room left for `<member>.<service>.<namespace>.` is what the longest zone leaves.
+    #[test]
+    fn member_names_get_the_room_the_longest_zone_leaves() {
+        let c = parse(
+            "[dns]\nzones = [\"a.b\", \"roster.example.internal\"]\n[source]\npods_file = \"p\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.identity.name_room, 255 - 25);
     }
 
     #[test]

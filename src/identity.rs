@@ -23,6 +23,9 @@ pub struct IdentityConfig {
     pub max_pods: usize,
     /// Members a service publishes at most, lowest ordinals first (`members.max_per_service`).
     pub max_per_service: usize,
+    /// Octets a member's `<member>.<service>.<namespace>.` may take in a DNS name under the
+    /// longest zone served: 255 less that zone's own.
+    pub name_room: usize,
 }
 
 pub const DEFAULT_MAX_PODS: usize = 1_000_000;
@@ -35,6 +38,7 @@ impl Default for IdentityConfig {
             protect_statefulset_names: false,
             max_pods: DEFAULT_MAX_PODS,
             max_per_service: DEFAULT_MAX_PER_SERVICE,
+            name_room: 255 - "roster.internal.".len() - 1,
         }
     }
 }
@@ -102,16 +106,19 @@ pub enum SkipReason {
     InvalidService,
     InvalidSet,
     InvalidMember,
+    /// `<member>.<service>.<namespace>.<zone>` would be longer than a DNS name may be.
+    NameTooLong,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 6] = [
+    pub const ALL: [SkipReason; 7] = [
         SkipReason::NoOrdinal,
         SkipReason::InvalidOrdinal,
         SkipReason::InvalidNamespace,
         SkipReason::InvalidService,
         SkipReason::InvalidSet,
         SkipReason::InvalidMember,
+        SkipReason::NameTooLong,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -122,6 +129,7 @@ impl SkipReason {
             SkipReason::InvalidService => "invalid_service",
             SkipReason::InvalidSet => "invalid_set",
             SkipReason::InvalidMember => "invalid_member",
+            SkipReason::NameTooLong => "name_too_long",
         }
     }
 }
@@ -330,6 +338,19 @@ pub fn claim(pod: &PodView, config: IdentityConfig) -> Claim {
         return skip(
             SkipReason::InvalidMember,
             format!("member name {member:?} is longer than 63 characters"),
+        );
+    }
+    // Every answer naming the member (SRV targets, PTR) would be a packet clients refuse.
+    let octets = member.len() + service.len() + pod.namespace.len() + 3;
+    if octets > config.name_room {
+        return skip(
+            SkipReason::NameTooLong,
+            format!(
+                "{member}.{service}.{namespace}. takes {octets} octets, and the longest zone \
+                 served leaves {} of a DNS name's 255",
+                config.name_room,
+                namespace = pod.namespace
+            ),
         );
     }
 

@@ -458,7 +458,7 @@ impl Membership {
             );
         }
         self.published_once = true;
-        let skipped: [usize; 6] =
+        let skipped: [usize; 7] =
             SkipReason::ALL.map(|r| self.stats.skipped.get(&r).copied().unwrap_or(0));
         self.metrics
             .set_membership(&skipped, self.stats.conflicts, self.stats.conflicts_total);

@@ -302,7 +302,7 @@ impl Metrics {
         }
     }
 
-    pub fn set_membership(&self, skipped: &[usize; 6], conflicts: usize, conflicts_total: u64) {
+    pub fn set_membership(&self, skipped: &[usize; 7], conflicts: usize, conflicts_total: u64) {
         for (gauge, n) in self.skipped.iter().zip(skipped) {
             gauge.store(*n as i64, Relaxed);
         }

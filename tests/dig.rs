@@ -124,3 +124,40 @@ fn dig_nsid_names_the_server_when_configured() {
     let r = Roster::start_with("[dns]\nnsid = true\n", &world(), &[]);
     assert_eq!(nsid(&r, "+notcp"), Some(format!("\"{}\"", host.trim())));
 }
+
+/// A member whose name would not fit in a DNS name under the zone (255 octets) is not
+/// published: an SRV or PTR answer naming it would be a packet every client refuses ("name too
+/// long"), losing the service's other members with it.
+#[test]
+fn a_member_name_too_long_for_the_zone_is_skipped_not_sent() {
+    let zone = ["a", "b", "c"].map(|c| c.repeat(60)).join(".") + ".internal";
+    let (service, namespace) = ("s".repeat(20), "n".repeat(20));
+    let pod = |set: &str, ip: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {set}-0\n  namespace: {namespace}\n  \
+             labels: {{roster.io/service: {service}, roster.io/name: {set}, roster.io/ordinal: \"0\"}}\n\
+             spec:\n  containers: [{{name: c, ports: [{{containerPort: 5432}}]}}]\n\
+             status:\n  podIP: {ip}\n  conditions: [{{type: Ready, status: \"True\"}}]\n"
+        )
+    };
+    // 21 + 21 + 21 + 192 octets: one over; "x-0" leaves room.
+    let long = "m".repeat(18);
+    let pods = pod(&long, "10.1.2.3") + &pod("x", "10.1.2.4");
+    let config = format!("[dns]\nzones = [\"{zone}\"]\nreverse_zones = [\"10.in-addr.arpa\"]\n");
+    let r = Roster::start_with(&config, &pods, &[]);
+    let srv = dig(r.addr, &[&format!("{service}.{namespace}.{zone}"), "SRV"]);
+    assert!(!srv.contains("bad packet"), "{srv}");
+    let (_, status) = flags_and_status(&srv);
+    assert_eq!(status, "NOERROR", "{srv}");
+    let targets: Vec<&str> = srv.lines().filter(|l| l.contains("SRV 0 1 ")).collect();
+    assert_eq!(targets.len(), 1, "only the member that fits:\n{srv}");
+    assert!(targets[0].contains(&format!(" x-0.{service}.")), "{srv}");
+    let ptr = dig(r.addr, &["-x", "10.1.2.3"]);
+    assert!(!ptr.contains("bad packet"), "{ptr}");
+    assert_eq!(flags_and_status(&ptr).1, "NXDOMAIN", "{ptr}");
+    let log = r.log();
+    assert!(
+        log.contains("255") && log.contains(&format!("{long}-0")),
+        "the skip is logged with the reason:\n{log}"
+    );
+}

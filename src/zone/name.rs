@@ -47,6 +47,11 @@ impl DomainName {
         Ok(Self { labels })
     }
 
+    /// Octets the name takes on the wire, the root's included.
+    pub fn wire_len(&self) -> usize {
+        self.labels.iter().map(|l| l.len() + 1).sum::<usize>() + 1
+    }
+
     /// Labels from the leftmost to the one below the root.
     pub fn labels(&self) -> &[Box<str>] {
         &self.labels
