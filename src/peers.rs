@@ -37,6 +37,12 @@ pub enum PeersError {
     },
     #[error("member {0} has no ordinal in its name, which ZooKeeper ids need")]
     NoOrdinal(String),
+    #[error(
+        "{name}: the answer is cut even over TCP after {count} members (a DNS message holds \
+         64 KiB); the service has more, so no list is printed (the admin listener's /members \
+         has them all)"
+    )]
+    Cut { name: String, count: usize },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -145,6 +151,14 @@ pub fn lookup(server: SocketAddr, name: &str) -> Result<Vec<Peer>, PeersError> {
     let mut reply = exchange(server, &query, false)?;
     if reply.metadata.truncation {
         reply = exchange(server, &query, true)?;
+        // The lowest ordinals alone, printed as the service, would configure a cluster with
+        // members missing.
+        if reply.metadata.truncation {
+            return Err(PeersError::Cut {
+                name: name.into(),
+                count: reply.answers.len(),
+            });
+        }
     }
     match reply.metadata.response_code {
         ResponseCode::NoError => {}
@@ -257,7 +271,8 @@ pub fn wait(
         let last = lookup(server, name);
         match &last {
             Ok(peers) if peers.len() >= wait_for => return last,
-            Err(PeersError::BadName(..)) => return last,
+            // Nothing a wait can change.
+            Err(PeersError::BadName(..) | PeersError::Cut { .. }) => return last,
             Err(_) if wait_for == 0 => return last,
             _ => {}
         }

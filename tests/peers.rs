@@ -151,3 +151,38 @@ fn failures_are_clear() {
     let (code, _, _) = peers(&r, &["db.prod.roster.internal", "--timeout", "soon"]);
     assert_eq!(code, 2, "bad usage");
 }
+
+/// A service too large for one DNS message (64 KiB: about 1,250 SRV records) is cut even over
+/// TCP. A list of the lowest ordinals, printed as if it were the service, would configure a
+/// cluster with members missing: peers says so and fails instead.
+#[test]
+fn a_list_cut_even_over_tcp_is_an_error_not_a_short_list() {
+    let pods: String = (0..1500)
+        .map(|i| {
+            format!(
+                "---\nmetadata:\n  name: big-{i}\n  namespace: prod\n  labels: {{roster.io/service: big}}\n\
+                 spec:\n  containers: [{{name: c, ports: [{{containerPort: 9000}}]}}]\n\
+                 status:\n  podIP: 10.9.{}.{}\n  conditions: [{{type: Ready, status: \"True\"}}]\n",
+                i / 250,
+                i % 250 + 1
+            )
+        })
+        .collect();
+    let r = Roster::start(&pods);
+    let (code, out, err) = peers(&r, &["big.prod.roster.internal"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        out.is_empty(),
+        "no partial list: {} lines",
+        out.lines().count()
+    );
+    assert!(
+        err.contains("big.prod.roster.internal") && err.contains("cut"),
+        "{err}"
+    );
+    // Waiting does not help: it fails at once.
+    let started = Instant::now();
+    let (code, _, _) = peers(&r, &["big.prod.roster.internal", "--wait-for", "1500"]);
+    assert_eq!(code, 1);
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
