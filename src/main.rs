@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use roster::config::{self, Config, Overrides, SourceConfig};
@@ -323,6 +323,8 @@ async fn signal(shutdown: CancellationToken, hangup: Hangup) {
         error!("cannot install signal handlers; stop roster with SIGKILL");
         return;
     };
+    // When the shutdown began.
+    let mut began: Option<Instant> = None;
     loop {
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
@@ -332,11 +334,21 @@ async fn signal(shutdown: CancellationToken, hangup: Hangup) {
                 continue;
             }
         };
-        if shutdown.is_cancelled() {
+        if let Some(began) = began {
+            // `timeout`, and whatever signals a process and its group, delivers one signal
+            // twice within microseconds; tokio passes on both or one, as they fall. That is
+            // one request to stop, not an impatient second one.
+            if began.elapsed() < ONE_REQUEST {
+                continue;
+            }
             error!(signal = name, "second signal during shutdown; exiting now");
             std::process::exit(FAILURE.into());
         }
         info!(signal = name, "shutting down");
+        began = Some(Instant::now());
         shutdown.cancel();
     }
 }
+
+/// Signals this close to the first are the same request to stop.
+const ONE_REQUEST: Duration = Duration::from_millis(50);

@@ -243,6 +243,39 @@ fn a_signal_during_the_first_read_stops_roster_at_once() {
     assert!(!log.contains("listening for DNS"), "{log}");
 }
 
+/// `timeout`, and anything else that signals a process and its group, delivers one SIGTERM
+/// twice within microseconds: that is one request to stop, drained as one. A second signal
+/// later, during the drain, still ends roster at once.
+#[test]
+fn a_signal_delivered_twice_is_one_shutdown_and_a_later_second_one_is_immediate() {
+    let args = ["--admin-listen", "127.0.0.1:0"];
+    let mut r = Roster::start_with("", &world(), &args);
+    // SAFETY: the pid is this test's own running child.
+    unsafe { libc::kill(r.pid() as libc::pid_t, libc::SIGTERM) };
+    std::thread::sleep(Duration::from_millis(10));
+    let (status, _) = r
+        .signal("-TERM", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("still running\n{}", r.log()));
+    assert_eq!(status.code(), Some(0), "{}", r.log());
+    assert!(!r.log().contains("second signal"), "{}", r.log());
+    assert!(
+        r.log().contains("stopped"),
+        "drained and stopped\n{}",
+        r.log()
+    );
+
+    let mut r = Roster::start_with("", &world(), &args);
+    r.send("-TERM");
+    // Inside the one-second drain.
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, took) = r
+        .signal("-INT", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("still running\n{}", r.log()));
+    assert_eq!(status.code(), Some(1), "{}", r.log());
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert!(r.log().contains("second signal"), "{}", r.log());
+}
+
 #[test]
 fn sighup_keeps_roster_serving_and_names_what_needs_a_restart() {
     let mut r = Roster::start(&world());
