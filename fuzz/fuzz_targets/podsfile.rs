@@ -69,7 +69,13 @@ fuzz_target!(|bytes: &[u8]| {
     for (n, text) in rest.split(|&b| b == 0).take(3).enumerate() {
         let whole = std::str::from_utf8(text).ok().map(file::parse);
         if n == 0 {
-            agree("first", first_read(text).as_ref(), whole.as_ref(), text);
+            let first = first_read(text);
+            if text.is_empty() {
+                // Refused at start-up, as the watcher refuses it on reload: a file being written.
+                assert!(matches!(first, Err(file::FileError::Empty { .. })));
+            } else {
+                agree("first", first.as_ref(), whole.as_ref(), text);
+            }
         }
         let walked = match versions.read(text) {
             Ok(Version::Whole(all)) => Ok(state_of(&all)),

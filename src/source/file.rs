@@ -67,7 +67,7 @@ pub enum FileError {
     },
     #[error(
         "pods file {path}: empty, as a file written in place is between being truncated and \
-         written; to remove every pod, write an empty list (items: [])"
+         written; to serve no pods, write an empty list (items: [])"
     )]
     Empty { path: PathBuf },
 }
@@ -898,7 +898,7 @@ pub fn load(
     let start = || PodEvent::Init(Scope::Cluster);
     let _selecting = Selecting::enter(selection.clone());
     let pod = |pod| PodEvent::InitApply(Scope::Cluster, pod);
-    let ((fingerprint, pods, index), stamp) = read_file(path, |file| {
+    let ((fingerprint, pods, index, len), stamp) = read_file(path, |file| {
         deliver(start());
         let mut keys = Vec::new();
         // Pods delivered since the last `Init`.
@@ -918,7 +918,7 @@ pub fn load(
         if let Some(walked) = walked {
             let (pods, fingerprint) = (walked.layout.items.len(), walked.layout.fingerprint);
             let index = Index::new(walked.layout, keys.into_iter());
-            return Ok(((fingerprint, pods, index), walked.len));
+            return Ok(((fingerprint, pods, index, walked.len), walked.len));
         }
         let (content, fingerprint, len) = read_whole(file)?;
         let pods = content.pods();
@@ -930,8 +930,15 @@ pub fn load(
             deliver(start());
         }
         all.into_iter().for_each(|view| deliver(pod(view)));
-        Ok(((fingerprint, pods, index), len))
+        Ok(((fingerprint, pods, index, len), len))
     })?;
+    // As on reload (see `read`): an empty file is one being written, or never written, and
+    // serving it would deny every name.
+    if len == 0 {
+        return Err(FileError::Empty {
+            path: path.to_owned(),
+        });
+    }
     Ok(First {
         stamp,
         fingerprint,
