@@ -155,6 +155,40 @@ fn zone_and_source_metrics_follow_pod_changes() {
     assert_eq!(metric(&scrape(&r), "roster_source_errors_total"), 1.0);
 }
 
+/// A pods file that does not change is one roster is in step with: each poll that finds it
+/// unchanged is a sync, so an alert on the last sync does not fire for a quiet file. While the
+/// file does not parse, the last sync stays where it was.
+#[test]
+fn an_unchanged_pods_file_keeps_the_last_sync_recent() {
+    let r = with_admin(&world());
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let last_sync = || metric(&scrape(&r), "roster_source_last_sync_timestamp_seconds");
+    let loaded = last_sync();
+    std::thread::sleep(Duration::from_millis(2500));
+    let quiet = last_sync();
+    // Whole seconds: 2.5 s later it has moved by 2 or 3.
+    assert!(quiet >= loaded + 2.0, "{loaded} then {quiet}");
+    assert!(quiet <= now() + 0.5);
+
+    r.write_pods("{ not json");
+    assert!(
+        r.wait_log("pods file reload failed", Duration::from_secs(3))
+            .is_some()
+    );
+    let broken = now();
+    std::thread::sleep(Duration::from_millis(1500));
+    let failing = last_sync();
+    assert!(
+        failing <= broken,
+        "{failing} is after the file broke at {broken}"
+    );
+}
+
 /// roster_programming_latency_seconds counts from when a change reached roster, not from when
 /// it had been read: a file replaced by a rename lands at once, one written in place only once
 /// a poll (every 100 ms) finds its stamp settled.

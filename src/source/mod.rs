@@ -285,7 +285,8 @@ pub enum PodEvent {
 #[derive(Debug, Default)]
 pub struct Health {
     /// Milliseconds since the Unix epoch of the last successful sync (a good version of the pods
-    /// file; a successful answer of the API server, a watch event); 0 before the first.
+    /// file, or a poll finding it still in place; a successful answer of the API server, a watch
+    /// event); 0 before the first.
     last_sync_ms: AtomicU64,
     errors_total: AtomicU64,
 }

@@ -184,6 +184,11 @@ pub async fn watch(
         }
         if now == applied.0 && !forced {
             noticed = None;
+            // The file is the version applied: roster is in step with it, however long it has
+            // been since it changed. Not while that version is a bad one.
+            if now.is_some() && !failing {
+                health.synced();
+            }
             continue;
         }
         if !settled && !forced {
