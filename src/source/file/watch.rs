@@ -104,9 +104,9 @@ pub struct Watch {
     pub reread: ReadAgain,
 }
 
-/// Watches the file from its `first` version (already delivered, see [`load_into`](super::load_into)) until
-/// `shutdown`, sending every new version that parses. Versions that do not parse are logged and
-/// skipped; the zone keeps the last good version.
+/// Watches the file from its `first` version (already delivered, see
+/// [`load_into`](super::load_into)) until `shutdown`, sending every new version that parses.
+/// Versions that do not parse are logged and skipped; the zone keeps the last good version.
 pub async fn watch(
     watch: Watch,
     first: First,

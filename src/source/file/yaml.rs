@@ -331,9 +331,10 @@ pub(super) fn is_deep(text: &[u8], n: usize) -> bool {
 /// How far the lines from the start of `bytes` (a line start) are deep (see
 /// [`Splitter::deep`]), each starting with `n` spaces, by 64 bytes at a time rather than line by
 /// line: at 100,000 pods nearly every line of a kubectl list is deep, and finding each line's
-/// end apart took half of a version's time. Returns where the first line starts that is not deep, or, when none is
-/// found, where a deep line starts near the end of `bytes`, from which lines are read one by
-/// one (every line before the returned place is deep and complete). `n` is at most 64.
+/// end apart took half of a version's time. Returns where the first line starts that is not
+/// deep, or, when none is found, where a deep line starts near the end of `bytes`, from which
+/// lines are read one by one (every line before the returned place is deep and complete). `n`
+/// is at most 64.
 pub(super) fn skip_deep(bytes: &[u8], n: usize) -> usize {
     if n == 0 || n > BLOCK || bytes.len() < 2 * BLOCK {
         return 0;
