@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 # of a small pods file separated by NUL (see fuzz_targets/podsfile.rs): a change of address, a
 # pod gone, a pod added, items reordered, one pod named twice, a run of pods gone longer than the
 # walk looks ahead, and the same list in kubectl's indented form; the same changes in YAML, as
-# kubectl's list and as documents.
+# kubectl's list and as documents; and the example pods file changed.
 mkdir -p corpus/podsfile
 rm -f corpus/podsfile/seed-*
 python3 - corpus/podsfile <<'PY'
@@ -65,6 +65,14 @@ for name, versions in seeds.items():
     for form, render in (("list", yaml_list), ("documents", yaml_documents)):
         with open(os.path.join(sys.argv[1], f"seed-yaml-{form}-{name}"), "wb") as f:
             f.write(bytes([255]) + b"\0".join(render(v) for v in versions))
+# The example pods file (plain scalars, comments, documents), an address changed, and an
+# annotation written as a literal block, as kubectl writes last-applied-configuration.
+example = open("../config/example-pods.yaml", "rb").read()
+moved = example.replace(b"10.244.1.10", b"10.244.9.10")
+annotated = moved.replace(b"  name: db-0\n", b"  name: db-0\n  annotations:\n    note: |\n"
+                          b"      {\"a\": \"b\"}\n\n      second\n", 1)
+with open(os.path.join(sys.argv[1], "seed-yaml-example"), "wb") as f:
+    f.write(bytes([255]) + b"\0".join([example, moved, annotated]))
 PY
 
 # The `config` target's seeds: the shipped configurations, and one that sets every key.

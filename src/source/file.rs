@@ -38,6 +38,7 @@ mod list;
 mod watch;
 mod window;
 mod yaml;
+mod yaml_json;
 
 pub use watch::{Watch, watch};
 
@@ -605,24 +606,45 @@ const YAML_BATCH: usize = 256;
 
 /// YAML items next to each other parsed together: list entries (a sequence of Pods), or
 /// documents each of which must be one Pod.
+/// Written as kubectl writes YAML, they are rewritten as JSON for serde_json (see [`yaml_json`]);
+/// otherwise, or where serde_json refuses that, the YAML parser reads them.
 fn yaml_pods(text: &str, form: yaml::Form) -> Option<Vec<PodView>> {
+    yaml_pods_rewritten(text, form).or_else(|| yaml_pods_parsed(text, form))
+}
+
+fn yaml_pods_rewritten(text: &str, form: yaml::Form) -> Option<Vec<PodView>> {
+    let json = yaml_json::to_json(text, form)?;
+    match form {
+        yaml::Form::List => serde_json::from_str::<Vec<SlimPod>>(&json)
+            .ok()
+            .map(|slim| slim.into_iter().map(view).collect()),
+        yaml::Form::Documents => serde_json::from_str::<Vec<Document>>(&json)
+            .ok()
+            .and_then(one_pod_each),
+    }
+}
+
+fn yaml_pods_parsed(text: &str, form: yaml::Form) -> Option<Vec<PodView>> {
     let options = yaml_options(text);
-    let mut pods = Vec::new();
     match form {
         yaml::Form::List => {
             let slim: Vec<SlimPod> = serde_saphyr::from_str_with_options(text, options).ok()?;
-            pods.extend(slim.into_iter().map(view));
+            Some(slim.into_iter().map(view).collect())
         }
         yaml::Form::Documents => {
-            let docs: Vec<Document> =
-                serde_saphyr::from_multiple_with_options(text, options).ok()?;
-            for doc in docs {
-                let before = pods.len();
-                doc.into_pods(1, &mut pods).ok()?;
-                if pods.len() != before + 1 {
-                    return None;
-                }
-            }
+            one_pod_each(serde_saphyr::from_multiple_with_options(text, options).ok()?)
+        }
+    }
+}
+
+/// The pods of documents that must each be one Pod.
+fn one_pod_each(docs: Vec<Document>) -> Option<Vec<PodView>> {
+    let mut pods = Vec::with_capacity(docs.len());
+    for doc in docs {
+        let before = pods.len();
+        doc.into_pods(1, &mut pods).ok()?;
+        if pods.len() != before + 1 {
+            return None;
         }
     }
     Some(pods)
@@ -820,7 +842,8 @@ fn first_line(s: &str) -> String {
 }
 
 /// The YAML parser's default budget is made for configuration files; a pods file of a large
-/// cluster has far more nodes. Alias limits stay, so an alias bomb is still refused.
+/// cluster has far more nodes. Alias limits stay, so an alias bomb is still refused. A field
+/// roster does not read is not checked (see `slim`), so `.inf` there does not refuse the pod.
 fn yaml_options(text: &str) -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     let scale = text.len().max(1 << 20);
@@ -831,6 +854,7 @@ fn yaml_options(text: &str) -> serde_saphyr::Options {
     budget.max_reader_input_bytes = None;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
+    options.non_finite_float_policy = serde_saphyr::NonFiniteFloatPolicy::AsString;
     options
 }
 

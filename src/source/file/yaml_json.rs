@@ -1,0 +1,1024 @@
+//! YAML written as `kubectl get -o yaml` writes it, rewritten as JSON so that serde_json reads it:
+//! the general YAML parser takes 27 µs for a small pod (2.3 s for 100,000, most of a YAML file's
+//! start-up), the rewrite and serde_json a tenth of that.
+//!
+//! Only block YAML is rewritten: mappings and sequences by indentation, scalars on one line
+//! (plain, single- or double-quoted), `{}` and `[]`, literal block scalars (`|`, `|-`), and
+//! comments. Anything else is declined (`None`) and the text goes to the YAML parser, which is
+//! also the one to report errors: anchors, aliases, tags, flow collections, folded or multi-line
+//! scalars, escapes JSON does not share, duplicate keys, keys that are not plainly strings, tabs,
+//! carriage returns, and characters YAML does not allow in a document.
+//!
+//! Scalars are typed as they must be for the rewrite to mean what the YAML parser gives: a plain
+//! `null`, `Null`, `NULL`, `~` or nothing is null, plain `true` and `false` are booleans, a plain
+//! decimal integer is a number, and every other scalar is a string. The YAML parser reads other
+//! plain scalars for a string field as their text, as here; where it would read one as
+//! something else (`yes` for a boolean, `0x1F` for a number), serde_json finds a string where it
+//! wants another type and fails, and the text goes to the YAML parser after all. In a field
+//! roster does not read, which serde_json skips, the YAML parser accepts any scalar too (its
+//! refusal of `.inf` there is turned off, see `yaml_options`). So whatever serde_json reads from
+//! the rewrite is what the YAML parser reads from the text.
+
+use super::yaml::Form;
+
+/// The items of `text` (the entries of one block sequence, or documents) as a JSON array, or
+/// `None` where the text is not written as this module reads it.
+pub(super) fn to_json(text: &str, form: Form) -> Option<String> {
+    if !plain_text(text.as_bytes()) {
+        return None;
+    }
+    let mut r = Rewrite {
+        s: text.as_bytes(),
+        pos: 0,
+        out: String::with_capacity(text.len() + text.len() / 4),
+        keys: Vec::new(),
+        depth: 0,
+    };
+    match form {
+        Form::List => {
+            let line = r.significant()?;
+            if !line.is_entry(r.s) {
+                return None;
+            }
+            r.sequence(line.indent)?;
+            if r.significant().is_some() {
+                return None;
+            }
+        }
+        Form::Documents => {
+            r.out.push('[');
+            r.documents()?;
+            r.out.push(']');
+        }
+    }
+    Some(r.out)
+}
+
+/// Whether `s` holds only what this module rewrites: no tab, carriage return or other control
+/// character but the line feed, no DEL, C1 control, byte order mark, U+2028, U+2029, U+FFFE or
+/// U+FFFF (which YAML refuses, or reads as a line break, and JSON takes as any character).
+fn plain_text(s: &[u8]) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        match b {
+            b'\n' | 0x20..=0x7e => {}
+            0xc2 => {
+                if s.get(i + 1).is_some_and(|c| (0x80..=0x9f).contains(c)) {
+                    return false;
+                }
+            }
+            0xe2 => {
+                if s.get(i + 1) == Some(&0x80) && matches!(s.get(i + 2), Some(0xa8 | 0xa9)) {
+                    return false;
+                }
+            }
+            0xef => match (s.get(i + 1), s.get(i + 2)) {
+                (Some(0xbb), Some(0xbf)) | (Some(0xbf), Some(0xbe | 0xbf)) => return false,
+                _ => {}
+            },
+            0x80..=0xff => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
+}
+
+/// One line: where it starts, its indentation, where its content starts and where it ends
+/// (before its line feed).
+#[derive(Clone, Copy)]
+struct Line {
+    start: usize,
+    indent: usize,
+    content: usize,
+    end: usize,
+}
+
+impl Line {
+    /// Whether the line holds a sequence entry: `-` then a space or nothing.
+    fn is_entry(&self, s: &[u8]) -> bool {
+        s[self.content] == b'-' && (self.content + 1 == self.end || s[self.content + 1] == b' ')
+    }
+
+    /// Whether the line is a document marker (`---` or `...` at its start).
+    fn is_marker(&self, s: &[u8]) -> bool {
+        self.indent == 0
+            && (s[self.start..].starts_with(b"---") || s[self.start..].starts_with(b"..."))
+            && matches!(s.get(self.start + 3), None | Some(b' ' | b'\n'))
+    }
+}
+
+/// Nesting deeper than this is declined (a pod's is under 15).
+const DEPTH: usize = 64;
+
+/// Longest key YAML reads without `?` (its limit for implicit keys).
+const KEY: usize = 1024;
+
+struct Rewrite<'a> {
+    s: &'a [u8],
+    /// The start of the line the rewrite is at.
+    pos: usize,
+    out: String,
+    /// The keys written of the mappings being written, as ranges of `out`.
+    keys: Vec<(usize, usize)>,
+    depth: usize,
+}
+
+impl Rewrite<'_> {
+    fn line(&self, start: usize) -> Line {
+        let s = self.s;
+        let end = memchr(b'\n', &s[start..]).map_or(s.len(), |n| start + n);
+        let content = s[start..end]
+            .iter()
+            .position(|&c| c != b' ')
+            .map_or(end, |n| start + n);
+        Line {
+            start,
+            indent: content - start,
+            content,
+            end,
+        }
+    }
+
+    fn after(&self, line: Line) -> usize {
+        (line.end + 1).min(self.s.len())
+    }
+
+    /// The next line from `pos` that holds more than space or a comment, with `pos` moved to
+    /// its start; `None` (and `pos` at the end) when none is left.
+    fn significant(&mut self) -> Option<Line> {
+        while self.pos < self.s.len() {
+            let line = self.line(self.pos);
+            if line.content < line.end && self.s[line.content] != b'#' {
+                return Some(line);
+            }
+            self.pos = self.after(line);
+        }
+        None
+    }
+
+    fn documents(&mut self) -> Option<()> {
+        let mut first = true;
+        let mut marked = false;
+        loop {
+            let Some(line) = self.significant() else {
+                // Text after a last marker is a document, even when it is empty.
+                return (!marked && !first).then_some(());
+            };
+            if line.is_marker(self.s) {
+                // Only `---` alone (a comment may follow) opens a document here.
+                let rest = &self.s[line.start + 3..line.end];
+                if self.s[line.start] != b'-' || marked || !is_blank_or_comment(rest) {
+                    return None;
+                }
+                marked = true;
+                self.pos = self.after(line);
+                continue;
+            }
+            if !first && !marked {
+                return None;
+            }
+            if !first {
+                self.out.push(',');
+            }
+            first = false;
+            marked = false;
+            self.node(line)?;
+        }
+    }
+
+    /// The node whose first line is `line` (a mapping or a sequence).
+    fn node(&mut self, line: Line) -> Option<()> {
+        if line.is_entry(self.s) {
+            self.sequence(line.indent)
+        } else {
+            self.mapping(line.indent, line.content)
+        }
+    }
+
+    fn enter(&mut self) -> Option<()> {
+        self.depth += 1;
+        (self.depth <= DEPTH).then_some(())
+    }
+
+    /// A block sequence at `indent`, `pos` at its first entry's line.
+    fn sequence(&mut self, indent: usize) -> Option<()> {
+        self.enter()?;
+        self.out.push('[');
+        let mut line = self.line(self.pos);
+        loop {
+            let mut at = line.content + 1;
+            while at < line.end && self.s[at] == b' ' {
+                at += 1;
+            }
+            if at == line.end || self.s[at] == b'#' {
+                self.pos = self.after(line);
+                match self.significant() {
+                    Some(next) if next.indent > indent && !next.is_marker(self.s) => {
+                        self.node(next)?
+                    }
+                    _ => self.out.push_str("null"),
+                }
+            } else if self.s[at] == b'-' && matches!(self.s.get(at + 1), None | Some(b' ' | b'\n'))
+            {
+                return None; // `- - x`: a sequence in an entry's line
+            } else if self.is_key(at, line.end)? {
+                self.mapping(at - line.start, at)?;
+            } else {
+                self.value(indent, line, at)?;
+            }
+            match self.significant() {
+                Some(next) if next.indent == indent && next.is_entry(self.s) => {
+                    self.out.push(',');
+                    line = next;
+                }
+                Some(next) if next.indent > indent && !next.is_marker(self.s) => return None,
+                _ => break,
+            }
+        }
+        self.out.push(']');
+        self.depth -= 1;
+        Some(())
+    }
+
+    /// A block mapping at `indent`, its first key at `at` on the line at `pos`.
+    fn mapping(&mut self, indent: usize, mut at: usize) -> Option<()> {
+        self.enter()?;
+        self.out.push('{');
+        let keys = self.keys.len();
+        let mut line = self.line(self.pos);
+        loop {
+            let colon = self.key(at, line.end, keys)?;
+            let value = colon + 1;
+            let mut v = value;
+            while v < line.end && self.s[v] == b' ' {
+                v += 1;
+            }
+            if v == line.end || (self.s[v] == b'#' && v > value) {
+                // The value is on the lines below: more indented, or a sequence at the key's
+                // indentation; else null.
+                self.pos = self.after(line);
+                match self.significant() {
+                    Some(next) if next.is_marker(self.s) => self.out.push_str("null"),
+                    Some(next) if next.indent > indent => self.node(next)?,
+                    Some(next) if next.indent == indent && next.is_entry(self.s) => {
+                        self.sequence(indent)?
+                    }
+                    _ => self.out.push_str("null"),
+                }
+            } else {
+                self.value(indent, line, v)?;
+            }
+            match self.significant() {
+                Some(next) if next.is_marker(self.s) => break,
+                Some(next) if next.indent == indent => {
+                    self.out.push(',');
+                    line = next;
+                    at = next.content;
+                }
+                Some(next) if next.indent > indent => return None,
+                _ => break,
+            }
+        }
+        self.keys.truncate(keys);
+        self.out.push('}');
+        self.depth -= 1;
+        Some(())
+    }
+
+    /// Whether a key (a scalar then `:` and a space or the line's end) starts at `at`.
+    fn is_key(&self, at: usize, end: usize) -> Option<bool> {
+        let s = self.s;
+        let after = match s[at] {
+            b'"' => double_end(s, at, end)?,
+            b'\'' => single_end(s, at, end)?,
+            _ => {
+                let (_, stop) = plain_end(s, at, end);
+                return Some(stop < end && s[stop] == b':');
+            }
+        };
+        Some(after < end && s[after] == b':' && (after + 1 == end || s[after + 1] == b' '))
+    }
+
+    /// Writes the key at `at` and its `:`; returns where the `:` is. A key must be a string as
+    /// both readers see it, and new in its mapping, whose keys start at `keys[from]`.
+    fn key(&mut self, at: usize, end: usize, from: usize) -> Option<usize> {
+        let s = self.s;
+        let start = self.out.len();
+        let colon = match s[at] {
+            b'"' => {
+                let close = double_end(s, at, end)? - 1;
+                let raw = &s[at + 1..close];
+                if raw.contains(&b'\\') {
+                    return None;
+                }
+                self.string(raw);
+                close + 1
+            }
+            b'\'' => {
+                let close = single_end(s, at, end)? - 1;
+                self.single(&s[at + 1..close]);
+                close + 1
+            }
+            _ => {
+                if !plain_first(s, at, end) {
+                    return None;
+                }
+                let (text, stop) = plain_end(s, at, end);
+                // `a : b` is a key too, but not as kubectl writes one.
+                if text != stop || special_key(&s[at..text]) {
+                    return None;
+                }
+                self.string(&s[at..text]);
+                stop
+            }
+        };
+        if colon >= end
+            || s[colon] != b':'
+            || !matches!(s.get(colon + 1), None | Some(b' ' | b'\n'))
+        {
+            return None;
+        }
+        let key = (start, self.out.len());
+        let written = self.out.as_bytes();
+        if key.1 - key.0 > KEY + 2
+            || self.keys[from..]
+                .iter()
+                .any(|&(a, b)| written[a..b] == written[key.0..key.1])
+        {
+            return None;
+        }
+        self.keys.push(key);
+        self.out.push(':');
+        Some(colon)
+    }
+
+    /// Writes the scalar at `at` on `line`, the value of a key or entry at `indent`, and moves
+    /// `pos` past it. It must end its line, and no line may continue it.
+    fn value(&mut self, indent: usize, line: Line, at: usize) -> Option<()> {
+        let s = self.s;
+        let end = line.end;
+        let rest = &s[at..end];
+        if rest.starts_with(b"|") {
+            let strip = match &rest[1..] {
+                r if is_blank_or_comment(r) => false,
+                r if r.starts_with(b"-") && is_blank_or_comment(&r[1..]) => true,
+                _ => return None,
+            };
+            self.pos = self.after(line);
+            return self.literal(indent, strip);
+        }
+        let after = if rest.starts_with(b"{}") || rest.starts_with(b"[]") {
+            self.out.push_str(if rest[0] == b'{' { "{}" } else { "[]" });
+            at + 2
+        } else {
+            match s[at] {
+                b'"' => {
+                    let close = double_end(s, at, end)? - 1;
+                    self.double(&s[at + 1..close])?;
+                    close + 1
+                }
+                b'\'' => {
+                    let close = single_end(s, at, end)? - 1;
+                    self.single(&s[at + 1..close]);
+                    close + 1
+                }
+                _ => {
+                    let (text, stop) = plain_end(s, at, end);
+                    if !plain_first(s, at, end) || stop < end && s[stop] == b':' {
+                        return None;
+                    }
+                    self.plain(&s[at..text]);
+                    stop
+                }
+            }
+        };
+        if !is_blank_or_comment(&s[after..end]) {
+            return None;
+        }
+        self.pos = self.after(line);
+        match self.significant() {
+            Some(next) if next.indent > indent && !next.is_marker(s) => None,
+            _ => Some(()),
+        }
+    }
+
+    /// A literal block scalar (`|`, or `|-` to `strip` its last line break) under a key or
+    /// entry at `indent`, its lines from `pos`.
+    fn literal(&mut self, indent: usize, strip: bool) -> Option<()> {
+        let s = self.s;
+        let first = self.line(self.pos);
+        let width = first.indent;
+        if first.content == first.end || width <= indent {
+            return None; // starts with an empty line, or is empty
+        }
+        self.out.push('"');
+        let mut blank = 0;
+        let mut any = false;
+        while self.pos < s.len() {
+            let line = self.line(self.pos);
+            if line.content == line.end {
+                if line.indent > width {
+                    return None; // spaces that are content
+                }
+                blank += 1;
+            } else if line.indent < width {
+                break;
+            } else {
+                if any {
+                    self.out.push_str("\\n");
+                }
+                for _ in 0..blank {
+                    self.out.push_str("\\n");
+                }
+                blank = 0;
+                any = true;
+                self.escape(&s[line.start + width..line.end]);
+            }
+            self.pos = self.after(line);
+        }
+        if !strip {
+            self.out.push_str("\\n");
+        }
+        self.out.push('"');
+        match self.significant() {
+            Some(next) if next.indent > indent && !next.is_marker(s) => None,
+            _ => Some(()),
+        }
+    }
+
+    /// A plain scalar, typed as the YAML parser types it where that differs from a string.
+    fn plain(&mut self, text: &[u8]) {
+        match text {
+            b"" | b"~" | b"null" | b"Null" | b"NULL" => self.out.push_str("null"),
+            b"true" | b"false" => self.push(text),
+            _ if is_integer(text) => self.push(text),
+            _ => self.string(text),
+        }
+    }
+
+    /// A double-quoted scalar's text, its escapes those JSON has too.
+    fn double(&mut self, raw: &[u8]) -> Option<()> {
+        let mut i = 0;
+        while i < raw.len() {
+            if raw[i] == b'\\' {
+                match raw.get(i + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                    b'u' => {
+                        let hex = std::str::from_utf8(raw.get(i + 2..i + 6)?).ok()?;
+                        let code = u16::from_str_radix(hex, 16).ok()?;
+                        if !hex.bytes().all(|c| c.is_ascii_hexdigit())
+                            || (0xd800..0xe000).contains(&code)
+                        {
+                            return None;
+                        }
+                        i += 6;
+                    }
+                    _ => return None,
+                }
+            } else {
+                i += 1;
+            }
+        }
+        self.out.push('"');
+        self.push(raw);
+        self.out.push('"');
+        Some(())
+    }
+
+    /// A single-quoted scalar's text, where `''` is one quote.
+    fn single(&mut self, raw: &[u8]) {
+        self.out.push('"');
+        let mut from = 0;
+        let mut i = 0;
+        while i < raw.len() {
+            if raw[i] == b'\'' {
+                self.escape(&raw[from..=i]);
+                i += 2;
+                from = i;
+            } else {
+                i += 1;
+            }
+        }
+        self.escape(&raw[from..]);
+        self.out.push('"');
+    }
+
+    fn string(&mut self, text: &[u8]) {
+        self.out.push('"');
+        self.escape(text);
+        self.out.push('"');
+    }
+
+    /// `text` inside a JSON string: `"` and `\` escaped (no other character needs it here).
+    fn escape(&mut self, text: &[u8]) {
+        let mut from = 0;
+        for (i, &c) in text.iter().enumerate() {
+            if c == b'"' || c == b'\\' {
+                self.push(&text[from..i]);
+                self.out.push('\\');
+                from = i;
+            }
+        }
+        self.push(&text[from..]);
+    }
+
+    /// Bytes of the text, which is UTF-8, cut only at ASCII characters.
+    fn push(&mut self, bytes: &[u8]) {
+        self.out
+            .push_str(std::str::from_utf8(bytes).expect("cut at ASCII characters"));
+    }
+}
+
+fn memchr(c: u8, s: &[u8]) -> Option<usize> {
+    s.iter().position(|&b| b == c)
+}
+
+/// Spaces, then nothing or a comment (which a space must precede, unless it starts the text).
+fn is_blank_or_comment(rest: &[u8]) -> bool {
+    match rest.iter().position(|&c| c != b' ') {
+        None => true,
+        Some(n) => rest[n] == b'#' && n > 0,
+    }
+}
+
+/// Past the closing quote of the double-quoted scalar at `at`, on its line.
+fn double_end(s: &[u8], at: usize, end: usize) -> Option<usize> {
+    let mut i = at + 1;
+    while i < end {
+        match s[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Past the closing quote of the single-quoted scalar at `at`, on its line.
+fn single_end(s: &[u8], at: usize, end: usize) -> Option<usize> {
+    let mut i = at + 1;
+    while i < end {
+        if s[i] == b'\'' {
+            if i + 1 < end && s[i + 1] == b'\'' {
+                i += 2;
+                continue;
+            }
+            return Some(i + 1);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The end of the plain scalar at `at` without its trailing spaces, and where it stops: a `:`
+/// that a space or the line's end follows, a comment, or the line's end.
+fn plain_end(s: &[u8], at: usize, end: usize) -> (usize, usize) {
+    let mut i = at;
+    while i < end {
+        match s[i] {
+            b':' if i + 1 == end || s[i + 1] == b' ' => break,
+            b'#' if i > at && s[i - 1] == b' ' => break,
+            _ => i += 1,
+        }
+    }
+    let mut text = i;
+    while text > at && s[text - 1] == b' ' {
+        text -= 1;
+    }
+    let stop = if i < end && s[i] == b'#' { end } else { i };
+    (text, stop)
+}
+
+/// Whether a plain scalar may start at `at`: not with an indicator, nor with `-`, `?` or `:`
+/// that a space follows.
+fn plain_first(s: &[u8], at: usize, end: usize) -> bool {
+    match s[at] {
+        b',' | b'[' | b']' | b'{' | b'}' | b'#' | b'&' | b'*' | b'!' | b'|' | b'>' | b'\''
+        | b'"' | b'%' | b'@' | b'`' => false,
+        b'-' | b'?' | b':' => at + 1 < end && s[at + 1] != b' ',
+        _ => true,
+    }
+}
+
+/// A plain key the YAML parser could read as other than its text: null, a boolean in any
+/// spelling YAML has had, what could be a number in any base or form YAML has had (`1_000`,
+/// `0x1F`, `1:30`, `.inf`), or the merge key. managedFields' `.` and `f:spec` are plainly
+/// strings.
+fn special_key(text: &[u8]) -> bool {
+    let lower = text.to_ascii_lowercase();
+    let unsigned = lower
+        .strip_prefix(b"+")
+        .or(lower.strip_prefix(b"-"))
+        .unwrap_or(&lower);
+    matches!(
+        lower.as_slice(),
+        b"" | b"~"
+            | b"null"
+            | b"true"
+            | b"false"
+            | b"yes"
+            | b"no"
+            | b"on"
+            | b"off"
+            | b"y"
+            | b"n"
+            | b"<<"
+    ) || matches!(unsigned, b".inf" | b".nan")
+        || (unsigned.iter().any(u8::is_ascii_digit)
+            && unsigned
+                .iter()
+                .all(|c| c.is_ascii_hexdigit() || b"xob_.:+-".contains(c)))
+}
+
+/// A decimal integer as JSON writes one: an optional minus, no leading zero.
+fn is_integer(text: &[u8]) -> bool {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    !digits.is_empty()
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits[0] != b'0' || digits.len() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{PodView, parse, yaml_pods_parsed, yaml_pods_rewritten};
+    use super::*;
+    use serde_json::Value;
+
+    /// Requires the rewrite of `text`, when serde_json reads it, to mean what the YAML parser
+    /// reads; says whether it was read.
+    fn agrees(text: &str, form: Form) -> bool {
+        let rewritten = yaml_pods_rewritten(text, form);
+        if let Some(pods) = &rewritten {
+            assert_eq!(
+                Some(pods),
+                yaml_pods_parsed(text, form).as_ref(),
+                "rewritten as {:?}",
+                to_json(text, form)
+            );
+        }
+        rewritten.is_some()
+    }
+
+    /// Block YAML as kubectl writes it: keys in order, strings plain where they are plainly
+    /// strings, double-quoted (JSON's escapes, which YAML shares) otherwise, and text of several
+    /// lines as a literal block.
+    fn kubectl(value: &Value, indent: usize, out: &mut String) {
+        let pad = " ".repeat(indent);
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map {
+                    out.push_str(&format!("{pad}{}:", scalar(key)));
+                    nested(v, indent, indent + 2, out);
+                }
+            }
+            Value::Array(list) => {
+                for v in list {
+                    out.push_str(&format!("{pad}-"));
+                    match v {
+                        Value::Object(map) if !map.is_empty() => {
+                            let mut entry = String::new();
+                            kubectl(v, indent + 2, &mut entry);
+                            out.push(' ');
+                            out.push_str(&entry[indent + 2..]);
+                        }
+                        _ => nested(v, indent, indent + 2, out),
+                    }
+                }
+            }
+            _ => unreachable!("a scalar is written by its key or entry"),
+        }
+    }
+
+    /// The value of a key or entry, after its `:` or `-`.
+    fn nested(v: &Value, indent: usize, deeper: usize, out: &mut String) {
+        match v {
+            Value::Object(m) if m.is_empty() => out.push_str(" {}\n"),
+            Value::Array(a) if a.is_empty() => out.push_str(" []\n"),
+            Value::Object(_) => {
+                out.push('\n');
+                kubectl(v, deeper, out);
+            }
+            // kubectl writes a key's list at the key's indentation.
+            Value::Array(_) => {
+                out.push('\n');
+                kubectl(v, indent, out);
+            }
+            Value::String(s) if s.contains('\n') && !s.starts_with(' ') => {
+                let body = s.strip_suffix('\n').unwrap_or(s);
+                out.push_str(if s.ends_with('\n') { " |\n" } else { " |-\n" });
+                for line in body.split('\n') {
+                    if !line.is_empty() {
+                        out.push_str(&" ".repeat(deeper));
+                    }
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            Value::String(s) => out.push_str(&format!(" {}\n", scalar(s))),
+            other => out.push_str(&format!(" {other}\n")),
+        }
+    }
+
+    fn scalar(s: &str) -> String {
+        let words = ["true", "false", "yes", "no", "on", "off", "null", "y", "n"];
+        let plain = s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._/-:{}\",".contains(c))
+            && !s.contains(": ")
+            && !s.ends_with(':')
+            && !words.contains(&s.to_ascii_lowercase().as_str());
+        if plain {
+            s.to_owned()
+        } else {
+            serde_json::to_string(s).unwrap()
+        }
+    }
+
+    fn fixture(name: &str) -> String {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pods");
+        std::fs::read_to_string(format!("{dir}/{name}")).unwrap()
+    }
+
+    #[test]
+    fn real_pods_as_kubectl_writes_them_are_rewritten() {
+        let names = [
+            "pod-sts-alertmanager-main-0-ready-udp-port.json",
+            "pod-sts-prometheus-k8s-0-ready-subdomain.json",
+            "pod-sts-prometheus-k8s-1-ready-subdomain.json",
+            "podlist-replicaset-not-ready-image-pull.json",
+            "podlist-sts-workbench-0-ready-openshift.json",
+        ];
+        let mut pods: Vec<Value> = Vec::new();
+        let mut expected: Vec<PodView> = Vec::new();
+        for name in names {
+            let text = fixture(name);
+            expected.extend(parse(&text).unwrap());
+            let value: Value = serde_json::from_str(&text).unwrap();
+            match value.get("items") {
+                Some(Value::Array(items)) => pods.extend(items.iter().cloned()),
+                _ => pods.push(value),
+            }
+        }
+        // With an annotation of several lines (kubectl's last-applied-configuration is one).
+        pods[0]["metadata"]["annotations"]["note"] = "first\n\n  indented\nlast\n".into();
+        pods[1]["metadata"]["annotations"]["note"] = "no line break at the end\nok".into();
+
+        let mut list = String::new();
+        kubectl(&Value::Array(pods.clone()), 0, &mut list);
+        assert!(
+            list.contains("managedFields:") && list.contains("k:{"),
+            "{list}"
+        );
+        assert!(agrees(&list, Form::List), "not rewritten: {list}");
+        assert_eq!(yaml_pods_rewritten(&list, Form::List).unwrap(), expected);
+
+        // Indented entries, and documents.
+        let mut indented = String::new();
+        kubectl(&Value::Array(pods.clone()), 2, &mut indented);
+        assert!(agrees(&indented, Form::List), "not rewritten: {indented}");
+        let mut documents = String::from("# pods\n");
+        for pod in &pods {
+            documents.push_str("---\n");
+            kubectl(pod, 0, &mut documents);
+        }
+        assert!(
+            agrees(&documents, Form::Documents),
+            "not rewritten: {documents}"
+        );
+        assert_eq!(
+            yaml_pods_rewritten(&documents, Form::Documents).unwrap(),
+            expected
+        );
+    }
+
+    #[test]
+    fn the_example_pods_file_is_rewritten() {
+        let text = include_str!("../../../config/example-pods.yaml");
+        assert!(agrees(text, Form::Documents));
+    }
+
+    /// A pod with `slot` in place of one value, as a list entry.
+    fn pod_with(slot: &str, value: &str) -> String {
+        let pod = "\
+- metadata:
+    name: {name}
+    namespace: prod
+    labels:
+      roster.io/service: {label}
+    annotations:
+      roster.io/port: {annotation}
+    ownerReferences:
+    - apiVersion: apps/v1
+      kind: StatefulSet
+      name: db
+      uid: u
+      controller: {controller}
+    creationTimestamp: {created}
+  spec:
+    containers:
+    - name: c
+      ports:
+      - name: peer
+        containerPort: {port}
+  status:
+    phase: Running
+    restartCount: {ignored}
+    conditions:
+    - type: Ready
+      status: {status}
+    podIP: {ip}
+";
+        let defaults = [
+            ("name", "db-0"),
+            ("label", "db"),
+            ("annotation", "peer"),
+            ("controller", "true"),
+            ("created", "2026-01-01T00:00:00Z"),
+            ("port", "7000"),
+            ("ignored", "0"),
+            ("status", "\"True\""),
+            ("ip", "10.0.0.1"),
+        ];
+        let mut text = pod.to_owned();
+        for (key, default) in defaults {
+            let with = if key == slot { value } else { default };
+            text = text.replace(&format!("{{{key}}}"), with);
+        }
+        text
+    }
+
+    #[test]
+    fn scalars_mean_what_the_yaml_parser_reads() {
+        let values = [
+            "7000",
+            "\"7000\"",
+            "'7000'",
+            "07000",
+            "-1",
+            "+1",
+            "0x1F",
+            "0o17",
+            "1_000",
+            "1e3",
+            "1.5",
+            ".5",
+            "1:30",
+            ".inf",
+            "-.inf",
+            ".nan",
+            "true",
+            "True",
+            "TRUE",
+            "false",
+            "yes",
+            "no",
+            "on",
+            "off",
+            "y",
+            "n",
+            "null",
+            "Null",
+            "NULL",
+            "~",
+            "",
+            "\"\"",
+            "''",
+            "\"null\"",
+            "10.0.0.1",
+            "fd00:10:244:1::10",
+            "::1",
+            "2026-01-01T00:00:00Z",
+            "db-0",
+            "db 0",
+            "db #0",
+            "db#0",
+            "db # comment",
+            "\"db\" # comment",
+            "'it''s'",
+            "'a\"b'",
+            "\"a\\\"b\"",
+            "\"a\\\\b\"",
+            "a\\b",
+            "a\"b",
+            "\"\\t\"",
+            "\"\\u00e9t\\u00e9\"",
+            "\"\\ud800\"",
+            "\"\\x41\"",
+            "\"\\N\"",
+            "\"\\/\"",
+            "\"a\\/b\"",
+            "été",
+            "\"été\"",
+            "{}",
+            "[]",
+            "{ }",
+            "[a]",
+            "{a: b}",
+            "&a db",
+            "*a",
+            "!!str db",
+            "!!int 7000",
+            "|\n      db",
+            "|-\n      db",
+            ">\n      db",
+            "|+\n      db",
+            "db\n      continued",
+            "db:",
+            "a: b",
+            "'db",
+            "\"db",
+            "-",
+            "- db",
+            "? db",
+            "@db",
+            "`db`",
+            "%db",
+            "db ",
+        ];
+        let slots = [
+            "name",
+            "label",
+            "annotation",
+            "controller",
+            "created",
+            "port",
+            "ignored",
+            "status",
+            "ip",
+        ];
+        let mut rewritten = 0;
+        for slot in slots {
+            for value in values {
+                let text = pod_with(slot, value);
+                rewritten += usize::from(agrees(&text, Form::List));
+            }
+        }
+        // The usual ones are read from the rewrite, not only agreed with.
+        for (slot, value) in [
+            ("port", "7000"),
+            ("controller", "true"),
+            ("ip", "10.0.0.1"),
+            ("ip", "fd00:10:244:1::10"),
+            ("name", "'db-0'"),
+            ("label", "\"db\" # comment"),
+            ("annotation", "|-\n        peer"),
+            ("name", "|-\n      db-0"),
+            ("ignored", "{}"),
+            ("created", "null"),
+        ] {
+            assert!(
+                agrees(&pod_with(slot, value), Form::List),
+                "{slot}: {value}"
+            );
+        }
+        assert!(rewritten > slots.len() * values.len() / 3, "{rewritten}");
+    }
+
+    #[test]
+    fn layouts_it_does_not_read_go_to_the_yaml_parser() {
+        let pod = pod_with("", "");
+        assert!(agrees(&pod, Form::List));
+        let declined = [
+            pod.replace("  spec:", "  spec:\t"),
+            pod.replace('\n', "\r\n"),
+            pod.replace("namespace: prod", "namespace: &ns prod"),
+            pod.replace("  spec:\n", "  spec: {containers: []}\n  x:\n"),
+            pod.replace("    name: db-0\n", "    name: db-0\n    name: db-1\n"),
+            pod.replace("    name: db-0\n", "    name: db-0\n    \"name\": db-1\n"),
+            pod.replace(
+                "service: db\n",
+                "service: db\n      roster.io/service: web\n",
+            ),
+            pod.replace("    name: db-0\n", "    ? name\n    : db-0\n"),
+            pod.replace("    namespace: prod\n", "    namespace:\n      prod\n"),
+            pod.replace("  spec:\n", "  1: x\n  spec:\n"),
+            pod.replace("  spec:\n", "  <<: {}\n  spec:\n"),
+            pod.replace("- metadata:", "- - metadata:"),
+            pod.replace("  spec:\n", "   spec:\n"),
+            pod.replace("    name: db-0\n", "    name : db-0\n"),
+            format!("{pod}x: y\n"),
+            format!("{pod}---\n{pod}"),
+        ];
+        for text in &declined {
+            assert_eq!(to_json(text, Form::List), None, "{text}");
+            agrees(text, Form::List);
+        }
+        let documents = pod.replace("\n  ", "\n").replacen("- ", "", 1);
+        for text in [
+            format!("{documents}---\n---\n{documents}"),
+            format!("{documents}---\n"),
+            format!("{documents}...\n"),
+            format!("{documents}--- x\n{documents}"),
+            format!("{documents}{documents}"),
+        ] {
+            assert_eq!(to_json(&text, Form::Documents), None, "{text}");
+            agrees(&text, Form::Documents);
+        }
+        assert!(agrees(
+            &format!("{documents}---\n{documents}"),
+            Form::Documents
+        ));
+    }
+}
