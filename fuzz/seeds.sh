@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 # of a small pods file separated by NUL (see fuzz_targets/podsfile.rs): a change of address, a
 # pod gone, a pod added, items reordered, one pod named twice, a run of pods gone longer than the
 # walk looks ahead, and the same list in kubectl's indented form; the same changes in YAML, as
-# kubectl's list and as documents; and the example pods file changed.
+# kubectl's list and as documents; the example pods file changed; and kubectl's own YAML.
 mkdir -p corpus/podsfile
 rm -f corpus/podsfile/seed-*
 python3 - corpus/podsfile <<'PY'
@@ -73,6 +73,14 @@ annotated = moved.replace(b"  name: db-0\n", b"  name: db-0\n  annotations:\n   
                           b"      {\"a\": \"b\"}\n\n      second\n", 1)
 with open(os.path.join(sys.argv[1], "seed-yaml-example"), "wb") as f:
     f.write(bytes([255]) + b"\0".join([example, moved, annotated]))
+# kubectl's own YAML (tests/fixtures/pods-yaml): strings folded over lines, |2 blocks,
+# managedFields; then its address changed.
+for name, ip in (("pod-folded-strings", b"10.0.0.1"),
+                 ("podlist-sts-workbench-0-ready-openshift", b"10.131.1.182")):
+    text = open(f"../tests/fixtures/pods-yaml/{name}.yaml", "rb").read()
+    assert ip in text
+    with open(os.path.join(sys.argv[1], f"seed-kubectl-{name}"), "wb") as f:
+        f.write(bytes([63]) + b"\0".join([text, text.replace(ip, b"10.9.9.9")]))
 PY
 
 # The `config` target's seeds: the shipped configurations, and one that sets every key.
