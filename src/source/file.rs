@@ -502,15 +502,20 @@ impl Text<'_> {
 }
 
 /// Whether what surrounds a YAML list's items makes a list, as it must around a JSON list's;
-/// and, as the rest of a version is, UTF-8.
+/// around documents (comments), whether it is YAML (which refuses a control character even in
+/// a comment, as the whole version's parse would); and, as the rest of a version is, UTF-8.
 fn yaml_around(head: &[u8], tail: &[u8], form: yaml::Form) -> bool {
     let (Ok(head), Ok(tail)) = (std::str::from_utf8(head), std::str::from_utf8(tail)) else {
         return false;
     };
-    if form == yaml::Form::Documents {
-        return true;
-    }
     let around = [head, tail].concat();
+    if form == yaml::Form::Documents {
+        return serde_saphyr::from_multiple_with_options::<serde::de::IgnoredAny>(
+            &around,
+            yaml_options(&around),
+        )
+        .is_ok();
+    }
     let Ok(docs) =
         serde_saphyr::from_multiple_with_options::<Document>(&around, yaml_options(&around))
     else {
@@ -1751,6 +1756,22 @@ status:
             ]
             .concat();
             refused_as_not_utf8(&bytes, index.as_ref());
+        }
+    }
+
+    /// YAML refuses a control character anywhere, in a comment too: one in the comments before
+    /// the first document refuses the version read item by item, as it does read whole.
+    #[test]
+    fn yaml_comments_before_documents_are_yaml() {
+        let items: Vec<(usize, usize)> = (0..3).map(|i| (i, i)).collect();
+        let good = format!("# pods\n{}", yaml_documents(&items, 1));
+        let mut index = None;
+        step(&mut index, &mut State::new(), &good);
+        assert!(index.is_some(), "the good version is compared item by item");
+        let bad = good.replace("# pods", "# pods \u{1e}");
+        assert!(parse(&bad).is_err());
+        for compared in [None, index.as_ref()] {
+            assert!(read_bytes(bad.as_bytes(), compared, CHUNK).is_err());
         }
     }
 
