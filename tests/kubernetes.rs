@@ -287,6 +287,32 @@ fn a_quiet_recovery_is_logged() {
     assert_eq!(a(&r, "db-0.db.prod.roster.internal."), ok(&["10.0.0.1"]));
 }
 
+/// Once the API server answers again the backoff starts over, though no pod event came: a later
+/// failure is retried after the first step (0.8-1.6 s), not after the step the last outage grew
+/// it to (6.4 s or more).
+#[test]
+fn a_quiet_recovery_resets_the_backoff() {
+    let api = FakeApi::start();
+    db(&api, 0, "10.0.0.1");
+    let r = roster(&api, "");
+    api.down();
+    let failing = r.wait_log("still serving the last good state", Duration::from_secs(10));
+    assert!(failing.is_some(), "the outage is logged\n{}", r.log());
+    // Retries 0.8-1.6, 1.6-3.2 and 3.2-6.4 s apart: three steps are taken before it is up.
+    std::thread::sleep(Duration::from_secs(6));
+    api.up();
+    let back = r.wait_log("Kubernetes API reachable again", Duration::from_secs(15));
+    assert!(back.is_some(), "{}", r.log());
+    api.fail_watches(Some(500), None);
+    let before = api.requests().len();
+    api.drop_watches();
+    std::thread::sleep(Duration::from_secs(4));
+    // The dropped watch is resumed at once and refused; the retries follow 0.8-1.6 and then
+    // 1.6-3.2 s later. After the grown step, none would in 4 s.
+    let retries = api.requests().len() - before;
+    assert!(retries >= 2, "{retries} requests in 4 s\n{}", r.log());
+}
+
 #[test]
 fn a_conflict_keeps_the_incumbent() {
     let api = FakeApi::start();

@@ -286,10 +286,12 @@ async fn watch_scope(
                 }
                 item = stream.next() => item,
                 // A renewed watch brings no event where no pod changes: the API server's
-                // answer is what says the errors are over.
+                // answer is what says the errors are over, and that the next failure starts
+                // the backoff over (else it waits the step this outage grew it to).
                 () = tokio::time::sleep(ANSWERED_CHECK), if errors.failing() => {
                     if connection.answers.last(&scope) > errors.failed_at {
                         errors.recovered();
+                        backoff.reset();
                     }
                     continue;
                 }
