@@ -13,7 +13,9 @@
 //!
 //! Here: what a version holds and what it changes (its index). Apart: `file/watch.rs`, when a
 //! version is read; `file/list.rs` and `file/yaml.rs`, how a JSON list and YAML are split into
-//! items as they are read; `file/window.rs`, the file read a chunk at a time for them.
+//! items as they are read; `file/yaml_json.rs`, YAML items as kubectl writes them rewritten as
+//! JSON, which serde_json reads ten times faster than the YAML parser; `file/window.rs`, the
+//! file read a chunk at a time for them.
 
 use std::cell::RefCell;
 use std::hash::{BuildHasher, Hasher};
