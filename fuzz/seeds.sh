@@ -81,6 +81,11 @@ for name, ip in (("pod-folded-strings", b"10.0.0.1"),
     assert ip in text
     with open(os.path.join(sys.argv[1], f"seed-kubectl-{name}"), "wb") as f:
         f.write(bytes([63]) + b"\0".join([text, text.replace(ip, b"10.9.9.9")]))
+# The first with a Windows editor's line breaks.
+text = open("../tests/fixtures/pods-yaml/pod-folded-strings.yaml", "rb").read()
+text = text.replace(b"\n", b"\r\n")
+with open(os.path.join(sys.argv[1], "seed-kubectl-crlf"), "wb") as f:
+    f.write(bytes([63]) + b"\0".join([text, text.replace(b"10.0.0.1", b"10.9.9.9")]))
 PY
 
 # The `config` target's seeds: the shipped configurations, and one that sets every key.

@@ -5,11 +5,12 @@
 //! Only block YAML is rewritten: mappings and sequences by indentation; plain, single- and
 //! double-quoted scalars, on one line or folded over several as kubectl folds long strings at 80
 //! columns; `{}` and `[]`; literal block scalars with any header kubectl writes (`|`, `|-`,
-//! `|2`, `|2+`…); comments. Anything else is declined (`None`) and the text goes to the YAML
-//! parser, which is also the one to report errors: anchors, aliases, tags, flow collections,
-//! folded (`>`) blocks, keys over several lines, escapes JSON does not share, duplicate keys,
-//! keys that are not plainly strings, tabs, carriage returns, characters YAML does not allow in
-//! a document, and folded lines that start or hold what could be read as YAML's syntax.
+//! `|2`, `|2+`…); comments; lines ending in LF or CR LF. Anything else is declined (`None`)
+//! and the text goes to the YAML parser, which is also the one to report errors: anchors,
+//! aliases, tags, flow collections, folded (`>`) blocks, keys over several lines, escapes JSON
+//! does not share, duplicate keys, keys that are not plainly strings, tabs, a carriage return
+//! but before a line feed, characters YAML does not allow in a document, and folded lines that
+//! start or hold what could be read as YAML's syntax.
 //!
 //! Scalars are typed as they must be for the rewrite to mean what the YAML parser gives: a plain
 //! `null`, `Null`, `NULL`, `~` or nothing is null, plain `true` and `false` are booleans, a plain
@@ -56,8 +57,8 @@ pub(super) fn to_json(text: &str, form: Form) -> Option<String> {
     Some(r.out)
 }
 
-/// Whether `s` holds only what this module rewrites: no tab, carriage return or other control
-/// character but the line feed, no DEL, C1 control, byte order mark, U+2028, U+2029, U+FFFE or
+/// Whether `s` holds only what this module rewrites: no tab or other control character but the
+/// line feed and a carriage return before one, no DEL, C1 control, byte order mark, U+2028, U+2029, U+FFFE or
 /// U+FFFF (which YAML refuses, or reads as a line break, and JSON takes as any character).
 fn plain_text(s: &[u8]) -> bool {
     let mut i = 0;
@@ -65,6 +66,7 @@ fn plain_text(s: &[u8]) -> bool {
         let b = s[i];
         match b {
             b'\n' | 0x20..=0x7e => {}
+            b'\r' if s.get(i + 1) == Some(&b'\n') => {}
             0xc2 => {
                 if s.get(i + 1).is_some_and(|c| (0x80..=0x9f).contains(c)) {
                     return false;
@@ -87,14 +89,15 @@ fn plain_text(s: &[u8]) -> bool {
     true
 }
 
-/// One line: where it starts, its indentation, where its content starts and where it ends
-/// (before its line feed).
+/// One line: where it starts, its indentation, where its content starts, where it ends (before
+/// its line break, LF or CR LF) and where the next starts.
 #[derive(Clone, Copy)]
 struct Line {
     start: usize,
     indent: usize,
     content: usize,
     end: usize,
+    next: usize,
 }
 
 impl Line {
@@ -107,7 +110,7 @@ impl Line {
     fn is_marker(&self, s: &[u8]) -> bool {
         self.indent == 0
             && (s[self.start..].starts_with(b"---") || s[self.start..].starts_with(b"..."))
-            && matches!(s.get(self.start + 3), None | Some(b' ' | b'\n'))
+            && (self.start + 3 == self.end || s[self.start + 3] == b' ')
     }
 }
 
@@ -130,7 +133,11 @@ struct Rewrite<'a> {
 impl Rewrite<'_> {
     fn line(&self, start: usize) -> Line {
         let s = self.s;
-        let end = memchr(b'\n', &s[start..]).map_or(s.len(), |n| start + n);
+        let (end, next) = match memchr(b'\n', &s[start..]) {
+            Some(n) if n > 0 && s[start + n - 1] == b'\r' => (start + n - 1, start + n + 1),
+            Some(n) => (start + n, start + n + 1),
+            None => (s.len(), s.len()),
+        };
         let content = s[start..end]
             .iter()
             .position(|&c| c != b' ')
@@ -140,11 +147,12 @@ impl Rewrite<'_> {
             indent: content - start,
             content,
             end,
+            next,
         }
     }
 
     fn after(&self, line: Line) -> usize {
-        (line.end + 1).min(self.s.len())
+        line.next
     }
 
     /// The next line from `pos` that holds more than space or a comment, with `pos` moved to
@@ -222,8 +230,7 @@ impl Rewrite<'_> {
                     }
                     _ => self.out.push_str("null"),
                 }
-            } else if self.s[at] == b'-' && matches!(self.s.get(at + 1), None | Some(b' ' | b'\n'))
-            {
+            } else if self.s[at] == b'-' && (at + 1 == line.end || self.s[at + 1] == b' ') {
                 return None; // `- - x`: a sequence in an entry's line
             } else if self.is_key(at, line.end) {
                 self.mapping(at - line.start, at)?;
@@ -343,10 +350,7 @@ impl Rewrite<'_> {
                 stop
             }
         };
-        if colon >= end
-            || s[colon] != b':'
-            || !matches!(s.get(colon + 1), None | Some(b' ' | b'\n'))
-        {
+        if colon >= end || s[colon] != b':' || !(colon + 1 == end || s[colon + 1] == b' ') {
             return None;
         }
         let key = (start, self.out.len());
@@ -408,14 +412,14 @@ impl Rewrite<'_> {
     /// `None` at the end of the text.
     fn next_filled(&self, line: Line) -> Option<(Line, usize)> {
         let mut empty = 0;
-        let mut at = line.end + 1;
+        let mut at = line.next;
         while at < self.s.len() {
             let next = self.line(at);
             if next.content < next.end {
                 return Some((next, empty));
             }
             empty += 1;
-            at = next.end + 1;
+            at = next.next;
         }
         None
     }
@@ -985,13 +989,16 @@ mod tests {
                 .find_map(|d| std::fs::read_to_string(format!("{dir}/{d}/{name}.json")).ok())
                 .unwrap();
             let text = std::fs::read_to_string(&path).unwrap();
-            let split = super::super::yaml::split(&text).unwrap();
-            let mut pods = Vec::new();
-            for item in &split.items {
-                assert!(agrees(item, split.form), "{name}: not rewritten: {item}");
-                pods.extend(yaml_pods_rewritten(item, split.form).unwrap());
+            // As written on Linux, and with a Windows editor's line breaks.
+            for text in [text.clone(), text.replace('\n', "\r\n")] {
+                let split = super::super::yaml::split(&text).unwrap();
+                let mut pods = Vec::new();
+                for item in &split.items {
+                    assert!(agrees(item, split.form), "{name}: not rewritten: {item}");
+                    pods.extend(yaml_pods_rewritten(item, split.form).unwrap());
+                }
+                assert_eq!(pods, parse(&json).unwrap(), "{name}");
             }
-            assert_eq!(pods, parse(&json).unwrap(), "{name}");
             files += 1;
         }
         assert_eq!(files, 6);
@@ -1195,6 +1202,7 @@ mod tests {
             for value in values {
                 let text = pod_with(slot, value);
                 rewritten += usize::from(agrees(&text, Form::List));
+                agrees(&text.replace('\n', "\r\n"), Form::List);
             }
         }
         // The usual ones are read from the rewrite, not only agreed with.
@@ -1222,9 +1230,14 @@ mod tests {
     fn layouts_it_does_not_read_go_to_the_yaml_parser() {
         let pod = pod_with("", "");
         assert!(agrees(&pod, Form::List));
+        assert!(
+            agrees(&pod.replace('\n', "\r\n"), Form::List),
+            "CR LF line breaks"
+        );
         let declined = [
             pod.replace("  spec:", "  spec:\t"),
-            pod.replace('\n', "\r\n"),
+            pod.replace("  spec:\n", "  spec:\r  x: y\n"),
+            format!("{}\r", pod.replace('\n', "\r\n").trim_end_matches('\n')),
             pod.replace("namespace: prod", "namespace: &ns prod"),
             pod.replace("  spec:\n", "  spec: {containers: []}\n  x:\n"),
             pod.replace("    name: db-0\n", "    name: db-0\n    name: db-1\n"),
