@@ -612,9 +612,9 @@ impl YamlItems<'_> {
 const YAML_BATCH: usize = 256;
 
 /// YAML items next to each other parsed together: list entries (a sequence of Pods), or
-/// documents each of which must be one Pod.
-/// Written as kubectl writes YAML, they are rewritten as JSON for serde_json (see [`yaml_json`]);
-/// otherwise, or where serde_json refuses that, the YAML parser reads them.
+/// documents each of which must be one Pod. Written as kubectl writes YAML, they are rewritten
+/// as JSON for serde_json (see [`yaml_json`]); otherwise, or where serde_json refuses that, the
+/// YAML parser reads them.
 fn yaml_pods(text: &str, form: yaml::Form) -> Option<Vec<PodView>> {
     yaml_pods_rewritten(text, form).or_else(|| yaml_pods_parsed(text, form))
 }

@@ -823,7 +823,6 @@ fn is_integer(text: &[u8]) -> bool {
 mod tests {
     use super::super::{PodView, parse, yaml_pods_parsed, yaml_pods_rewritten};
     use super::*;
-    use serde_json::Value;
 
     /// Requires the rewrite of `text`, when serde_json reads it, to mean what the YAML parser
     /// reads; says whether it was read.
@@ -840,144 +839,11 @@ mod tests {
         rewritten.is_some()
     }
 
-    /// Block YAML as kubectl writes it: keys in order, strings plain where they are plainly
-    /// strings, double-quoted (JSON's escapes, which YAML shares) otherwise, and text of several
-    /// lines as a literal block.
-    fn kubectl(value: &Value, indent: usize, out: &mut String) {
-        let pad = " ".repeat(indent);
-        match value {
-            Value::Object(map) => {
-                for (key, v) in map {
-                    out.push_str(&format!("{pad}{}:", scalar(key)));
-                    nested(v, indent, indent + 2, out);
-                }
-            }
-            Value::Array(list) => {
-                for v in list {
-                    out.push_str(&format!("{pad}-"));
-                    match v {
-                        Value::Object(map) if !map.is_empty() => {
-                            let mut entry = String::new();
-                            kubectl(v, indent + 2, &mut entry);
-                            out.push(' ');
-                            out.push_str(&entry[indent + 2..]);
-                        }
-                        _ => nested(v, indent, indent + 2, out),
-                    }
-                }
-            }
-            _ => unreachable!("a scalar is written by its key or entry"),
-        }
-    }
-
-    /// The value of a key or entry, after its `:` or `-`.
-    fn nested(v: &Value, indent: usize, deeper: usize, out: &mut String) {
-        match v {
-            Value::Object(m) if m.is_empty() => out.push_str(" {}\n"),
-            Value::Array(a) if a.is_empty() => out.push_str(" []\n"),
-            Value::Object(_) => {
-                out.push('\n');
-                kubectl(v, deeper, out);
-            }
-            // kubectl writes a key's list at the key's indentation.
-            Value::Array(_) => {
-                out.push('\n');
-                kubectl(v, indent, out);
-            }
-            Value::String(s) if s.contains('\n') && !s.starts_with(' ') => {
-                let body = s.strip_suffix('\n').unwrap_or(s);
-                out.push_str(if s.ends_with('\n') { " |\n" } else { " |-\n" });
-                for line in body.split('\n') {
-                    if !line.is_empty() {
-                        out.push_str(&" ".repeat(deeper));
-                    }
-                    out.push_str(line);
-                    out.push('\n');
-                }
-            }
-            Value::String(s) => out.push_str(&format!(" {}\n", scalar(s))),
-            other => out.push_str(&format!(" {other}\n")),
-        }
-    }
-
-    fn scalar(s: &str) -> String {
-        let words = ["true", "false", "yes", "no", "on", "off", "null", "y", "n"];
-        let plain = s.starts_with(|c: char| c.is_ascii_alphabetic())
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._/-:{}\",".contains(c))
-            && !s.contains(": ")
-            && !s.ends_with(':')
-            && !words.contains(&s.to_ascii_lowercase().as_str());
-        if plain {
-            s.to_owned()
-        } else {
-            serde_json::to_string(s).unwrap()
-        }
-    }
-
-    fn fixture(name: &str) -> String {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pods");
-        std::fs::read_to_string(format!("{dir}/{name}")).unwrap()
-    }
-
-    #[test]
-    fn real_pods_as_kubectl_writes_them_are_rewritten() {
-        let names = [
-            "pod-sts-alertmanager-main-0-ready-udp-port.json",
-            "pod-sts-prometheus-k8s-0-ready-subdomain.json",
-            "pod-sts-prometheus-k8s-1-ready-subdomain.json",
-            "podlist-replicaset-not-ready-image-pull.json",
-            "podlist-sts-workbench-0-ready-openshift.json",
-        ];
-        let mut pods: Vec<Value> = Vec::new();
-        let mut expected: Vec<PodView> = Vec::new();
-        for name in names {
-            let text = fixture(name);
-            expected.extend(parse(&text).unwrap());
-            let value: Value = serde_json::from_str(&text).unwrap();
-            match value.get("items") {
-                Some(Value::Array(items)) => pods.extend(items.iter().cloned()),
-                _ => pods.push(value),
-            }
-        }
-        // With an annotation of several lines (kubectl's last-applied-configuration is one).
-        pods[0]["metadata"]["annotations"]["note"] = "first\n\n  indented\nlast\n".into();
-        pods[1]["metadata"]["annotations"]["note"] = "no line break at the end\nok".into();
-
-        let mut list = String::new();
-        kubectl(&Value::Array(pods.clone()), 0, &mut list);
-        assert!(
-            list.contains("managedFields:") && list.contains("k:{"),
-            "{list}"
-        );
-        assert!(agrees(&list, Form::List), "not rewritten: {list}");
-        assert_eq!(yaml_pods_rewritten(&list, Form::List).unwrap(), expected);
-
-        // Indented entries, and documents.
-        let mut indented = String::new();
-        kubectl(&Value::Array(pods.clone()), 2, &mut indented);
-        assert!(agrees(&indented, Form::List), "not rewritten: {indented}");
-        let mut documents = String::from("# pods\n");
-        for pod in &pods {
-            documents.push_str("---\n");
-            kubectl(pod, 0, &mut documents);
-        }
-        assert!(
-            agrees(&documents, Form::Documents),
-            "not rewritten: {documents}"
-        );
-        assert_eq!(
-            yaml_pods_rewritten(&documents, Form::Documents).unwrap(),
-            expected
-        );
-    }
-
-    /// kubectl's own YAML of the fixtures (see tests/fixtures/pods-yaml/README.md): every item
-    /// is rewritten, and means what the JSON it was made from means.
-    #[test]
-    fn kubectl_output_is_rewritten() {
+    /// kubectl's own YAML of the fixtures (see tests/fixtures/pods-yaml/README.md), each a Pod
+    /// document, and the pods it means (read from the JSON it was made from).
+    fn kubectl_fixtures() -> Vec<(String, Vec<PodView>)> {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-        let mut files = 0;
+        let mut fixtures = Vec::new();
         for entry in std::fs::read_dir(format!("{dir}/pods-yaml")).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_none_or(|e| e != "yaml") {
@@ -988,20 +854,65 @@ mod tests {
                 .iter()
                 .find_map(|d| std::fs::read_to_string(format!("{dir}/{d}/{name}.json")).ok())
                 .unwrap();
-            let text = std::fs::read_to_string(&path).unwrap();
-            // As written on Linux, and with a Windows editor's line breaks.
-            for text in [text.clone(), text.replace('\n', "\r\n")] {
-                let split = super::super::yaml::split(&text).unwrap();
-                let mut pods = Vec::new();
-                for item in &split.items {
-                    assert!(agrees(item, split.form), "{name}: not rewritten: {item}");
-                    pods.extend(yaml_pods_rewritten(item, split.form).unwrap());
-                }
-                assert_eq!(pods, parse(&json).unwrap(), "{name}");
-            }
-            files += 1;
+            let yaml = std::fs::read_to_string(&path).unwrap();
+            fixtures.push((yaml, parse(&json).unwrap()));
         }
-        assert_eq!(files, 6);
+        assert_eq!(fixtures.len(), 6);
+        fixtures
+    }
+
+    /// Every item of `text` is rewritten, and together they mean `expected`.
+    fn rewritten_as(text: &str, expected: &[PodView]) {
+        let split = super::super::yaml::split(text).unwrap();
+        let mut pods = Vec::new();
+        for item in &split.items {
+            assert!(agrees(item, split.form), "not rewritten: {item}");
+            pods.extend(yaml_pods_rewritten(item, split.form).unwrap());
+        }
+        assert_eq!(pods, expected);
+    }
+
+    /// kubectl's YAML of real pods, with strings folded over lines, `|2` blocks and
+    /// managedFields' `k:{...}` keys, is rewritten item by item and means what its JSON means:
+    /// each alone, all as documents and as a list's entries (as `kubectl get pods -o yaml`
+    /// nests them), with LF or CR LF line breaks.
+    #[test]
+    fn kubectl_output_is_rewritten() {
+        let fixtures = kubectl_fixtures();
+        let all: Vec<PodView> = fixtures.iter().flat_map(|(_, p)| p.clone()).collect();
+        let entries = |indent: usize| {
+            let pad = " ".repeat(indent);
+            let mut list = String::from("apiVersion: v1\nitems:\n");
+            for (yaml, _) in &fixtures {
+                for (n, line) in yaml.lines().enumerate() {
+                    let mark = if n == 0 { "- " } else { "  " };
+                    let line = if line.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{pad}{mark}{line}")
+                    };
+                    list.push_str(&line);
+                    list.push('\n');
+                }
+            }
+            list + "kind: List\nmetadata:\n  resourceVersion: \"\"\n"
+        };
+        let documents: String = fixtures.iter().map(|(y, _)| format!("---\n{y}")).collect();
+        for crlf in [false, true] {
+            let lines = |text: &str| {
+                if crlf {
+                    text.replace('\n', "\r\n")
+                } else {
+                    text.to_owned()
+                }
+            };
+            for (yaml, pods) in &fixtures {
+                rewritten_as(&lines(yaml), pods);
+            }
+            rewritten_as(&lines(&documents), &all);
+            rewritten_as(&lines(&entries(0)), &all);
+            rewritten_as(&lines(&entries(2)), &all);
+        }
     }
 
     #[test]
