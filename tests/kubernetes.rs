@@ -268,9 +268,52 @@ fn a_quiet_watch_keeps_the_last_sync_recent() {
     assert!(last <= now() + 1.0, "{last}");
 }
 
-/// After an outage in a cluster where no pod changes, the renewed watch brings no event: the
-/// log still says when the API server answers again, or the last line an operator reads is the
-/// outage's.
+/// With several namespaces, one whose requests are refused (its RoleBinding deleted) stops the
+/// last sync though the others answer: the alert on it is the operator's only sign that
+/// staging's answers are frozen.
+#[test]
+fn one_failing_namespace_ages_the_last_sync() {
+    let api = FakeApi::start();
+    db(&api, 0, "10.0.0.1");
+    api.apply(pod("staging", "db-0", "db", "10.1.0.1", true));
+    let dir = temp_dir();
+    // Watches renewed every 2 s.
+    let config = kube_config(
+        &api,
+        &dir,
+        "api_timeout = 3\nnamespaces = [\"prod\", \"staging\"]\n",
+    );
+    let r = Roster::start_with(&config, "", &["--admin-listen", "127.0.0.1:0"]);
+    let last_sync = || {
+        let (_, body) = http_get(r.admin.unwrap(), "/metrics");
+        metric(&body, "roster_source_last_sync_timestamp_seconds")
+    };
+    let listed = last_sync();
+    assert!(listed > 0.0, "both namespaces listed\n{}", r.log());
+    api.forbid_namespace(Some("staging"));
+    api.drop_watches();
+    let refused = r.wait_log("still serving the last good state", Duration::from_secs(10));
+    assert!(
+        refused.is_some_and(|l| l.contains("namespace staging")),
+        "the refusal is logged\n{}",
+        r.log()
+    );
+    let frozen = last_sync();
+    // prod's watch is renewed and its changes served all along.
+    db(&api, 1, "10.0.0.2");
+    expect_db(&r, 1, "10.0.0.2", WITHIN, "prod still watched");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        last_sync(),
+        frozen,
+        "prod's answers moved the last sync on while staging was refused\n{}",
+        r.log()
+    );
+    api.forbid_namespace(None);
+    let recent = r.eventually(AFTER_BACKOFF, || last_sync() > frozen + 4.0);
+    assert!(recent.is_some(), "staging answers again\n{}", r.log());
+}
+
 /// The end of an outage is logged though no pod changed (the renewed watch brings no event),
 /// and from then the backoff starts over: a later failure is retried after the first step
 /// (0.8-1.6 s), not after the step the outage grew it to (6.4 s or more).

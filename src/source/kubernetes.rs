@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use hyper::{Request, Response};
@@ -95,8 +95,9 @@ pub struct Connection {
     answers: Arc<Answers>,
 }
 
-/// Builds the connection. Each request the API server answers with success counts as a sync in
-/// `metrics`, and as an answer for the scope whose pods it asked for.
+/// Builds the connection. Each request for a scope's pods that the API server answers with
+/// success counts as an answer for that scope, and for the source's last sync in `metrics` (see
+/// [`Answers::answered`]).
 pub async fn client(
     settings: &KubeSettings,
     metrics: &Arc<Metrics>,
@@ -166,6 +167,32 @@ impl Answers {
             .map(|(_, at)| at)
     }
 
+    /// Notes an answer for the scope whose time is `at`. The source is in step with the API
+    /// server as of its least recent scope: a namespace whose requests fail (a missing
+    /// RoleBinding) ages the last sync while the others answer; before every scope has answered
+    /// once there is no sync.
+    fn answered(&self, at: &AtomicU64, health: &Health) {
+        let now = self.now();
+        at.store(now, Ordering::Relaxed);
+        let oldest = self
+            .scopes
+            .iter()
+            .map(|(_, t)| t.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0);
+        if oldest > 0 {
+            let age = Duration::from_nanos(now.saturating_sub(oldest));
+            health.synced_at(SystemTime::now() - age);
+        }
+    }
+
+    /// [`Answers::answered`] for `scope`, by a watch event it sent.
+    fn answered_for(&self, scope: &Scope, health: &Health) {
+        if let Some((_, at)) = self.scopes.iter().find(|(s, _)| s == scope) {
+            self.answered(at, health);
+        }
+    }
+
     fn last(&self, scope: &Scope) -> u64 {
         self.scopes
             .iter()
@@ -205,11 +232,10 @@ where
         let answer = self.inner.call(request);
         Box::pin(async move {
             let response = answer.await?;
-            if response.status().is_success() {
-                metrics.health().synced();
-                if let Some(at) = answers.scope(&path) {
-                    at.store(answers.now(), Ordering::Relaxed);
-                }
+            if response.status().is_success()
+                && let Some(at) = answers.scope(&path)
+            {
+                answers.answered(at, metrics.health());
             }
             Ok(response)
         })
@@ -340,16 +366,16 @@ async fn watch_scope(
                     PodEvent::InitApply(scope.clone(), PodView::from_pod(&pod))
                 }
                 Event::InitDone => {
-                    health.synced();
+                    connection.answers.answered_for(&scope, health);
                     info!(scope = %scope, "pod list complete");
                     PodEvent::InitDone(scope.clone())
                 }
                 Event::Apply(pod) => {
-                    health.synced();
+                    connection.answers.answered_for(&scope, health);
                     PodEvent::Apply(PodView::from_pod(&pod))
                 }
                 Event::Delete(pod) => {
-                    health.synced();
+                    connection.answers.answered_for(&scope, health);
                     let view = PodView::from_pod(&pod);
                     PodEvent::Delete(PodKey::new(&view.namespace, &view.name))
                 }
@@ -507,6 +533,19 @@ mod tests {
             .store(answers.now(), Ordering::Relaxed);
         assert!(answers.last(&prod) > 0);
         assert_eq!(answers.last(&Scope::Namespace("dev".into())), 0);
+        // The source's last sync waits for every scope, then follows the least recent.
+        let health = Health::default();
+        answers.answered_for(&prod, &health);
+        assert_eq!(health.last_sync(), None, "dev never answered");
+        answers.answered_for(&Scope::Namespace("dev".into()), &health);
+        let both = health.last_sync().expect("both answered");
+        std::thread::sleep(Duration::from_millis(50));
+        answers.answered_for(&prod, &health);
+        let later = health.last_sync().unwrap().duration_since(both).unwrap();
+        assert!(
+            later < Duration::from_millis(10),
+            "dev is the least recent: {later:?}"
+        );
         let cluster = Answers::new(vec![Scope::Cluster]);
         assert!(cluster.scope("/api/v1/pods").is_some());
     }

@@ -293,10 +293,15 @@ pub struct Health {
 
 impl Health {
     pub fn synced(&self) {
-        let now = SystemTime::now()
+        self.synced_at(SystemTime::now());
+    }
+
+    /// A sync as of `at`; never moves the last sync back (answers noted out of order).
+    pub fn synced_at(&self, at: SystemTime) {
+        let ms = at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        self.last_sync_ms.store(now, Ordering::Relaxed);
+        self.last_sync_ms.fetch_max(ms, Ordering::Relaxed);
     }
 
     /// Counts one failed attempt and returns the total so far.

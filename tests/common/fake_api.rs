@@ -64,6 +64,8 @@ struct Faults {
     watch_status: Option<(u16, Option<u32>)>,
     stall: bool,
     bookmark_every: Option<Duration>,
+    /// Requests for this namespace's pods are refused with 403, as without a RoleBinding there.
+    forbidden: Option<String>,
 }
 
 struct State {
@@ -254,6 +256,11 @@ impl FakeApi {
     pub fn fail_all(&self, status: Option<u16>) {
         self.fail_lists(status, None);
         self.fail_watches(status, None);
+    }
+
+    /// Refuses every request for the pods of `namespace` with 403 (or none, with `None`).
+    pub fn forbid_namespace(&self, namespace: Option<&str>) {
+        self.inner.state.lock().unwrap().faults.forbidden = namespace.map(str::to_owned);
     }
 
     /// Accepts requests but never answers them, while `on`.
@@ -471,7 +478,14 @@ async fn handle(inner: Arc<Inner>, mut stream: TcpStream) {
                 .rsplit_once(' ')
                 .map_or(first_line.clone(), |(a, _)| a.to_owned()),
         );
-        let fault = if watch {
+        let forbidden = st
+            .faults
+            .forbidden
+            .as_ref()
+            .is_some_and(|ns| req.path.starts_with(&format!("/api/v1/namespaces/{ns}/")));
+        let fault = if forbidden {
+            Some(403)
+        } else if watch {
             take(&mut st.faults.watch_status)
         } else {
             take(&mut st.faults.list_status)
