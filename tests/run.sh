@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Runs every check of roster: formatting, lints, unit tests, and the integration tests against
 # the real binary, dig, Unbound, dnsmasq, Knot DNS (as the reference answers are compared with),
-# a fake Kubernetes API server, and the deploy/ manifests rendered by kubectl and validated
-# offline by kubernetes-validate; that the code's documentation has no broken link; and that the
+# a fake Kubernetes API server, Prometheus scraping roster, the deploy/ manifests rendered by
+# kubectl and validated offline by kubernetes-validate, and the alerts unit-tested by promtool;
+# that the code's documentation has no broken link; and that the
 # fuzz targets compile.
 #
 # Missing tools are installed: Debian packages with apt-get (as root, or through sudo)
 #   bind9-dnsutils (dig)   unbound   dnsmasq-base   knot (knotd)   kubernetes-client (kubectl)
 #   python3-venv
 #   iproute2 (ip, tc: the congestion test's network namespaces, run as root)
-# and kubernetes-validate from PyPI into target/k8s-validate (a virtual environment).
+# kubernetes-validate from PyPI into target/k8s-validate (a virtual environment), and Debian's
+# prometheus package (Prometheus and promtool, for tests/prometheus.rs) unpacked into
+# target/prometheus: installing it would also start a Prometheus server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,13 +27,17 @@ have kubectl || missing+=(kubernetes-client)
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 { have ip && have tc; } || missing+=(iproute2)
 
+if [ "$(id -u)" -eq 0 ]; then
+  as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+  as_root=(sudo)
+else
+  as_root=(false)
+fi
+
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${missing[*]}"
-  if [ "$(id -u)" -eq 0 ]; then
-    as_root=()
-  elif command -v sudo >/dev/null 2>&1; then
-    as_root=(sudo)
-  else
+  if [ "${as_root[*]}" = false ]; then
     echo "tests/run.sh: ${missing[*]} missing; run this script as root to install them" >&2
     exit 1
   fi
@@ -43,6 +50,20 @@ if [ ! -x "$validator" ]; then
   echo "tests/run.sh: installing kubernetes-validate into target/k8s-validate"
   python3 -m venv target/k8s-validate
   target/k8s-validate/bin/pip install -q --disable-pip-version-check kubernetes-validate
+fi
+
+if [ ! -x target/prometheus/usr/bin/promtool ] && ! { [ -x /usr/bin/promtool ] && [ -x /usr/bin/prometheus ]; }; then
+  echo "tests/run.sh: unpacking Debian's prometheus package into target/prometheus"
+  deb_dir=$(mktemp -d)
+  chmod 755 "$deb_dir"
+  # Where the package lists were never fetched, fetch them first.
+  (cd "$deb_dir" && apt-get download -qq prometheus 2>/dev/null) || {
+    "${as_root[@]}" apt-get update -qq
+    (cd "$deb_dir" && apt-get download -qq prometheus)
+  }
+  mkdir -p target/prometheus
+  dpkg-deb -x "$deb_dir"/prometheus_*.deb target/prometheus
+  rm -rf "$deb_dir"
 fi
 
 if cargo fmt --version >/dev/null 2>&1; then
