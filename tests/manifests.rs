@@ -9,6 +9,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
@@ -31,17 +32,12 @@ fn validator() -> PathBuf {
 }
 
 fn render() -> String {
-    let out = Command::new("kubectl")
-        .args(["kustomize", "deploy/"])
-        .current_dir(root())
-        .output()
-        .expect("kubectl is installed (tests/run.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    tool_output(
+        Command::new("kubectl")
+            .args(["kustomize", "deploy/"])
+            .current_dir(root()),
+        Duration::from_secs(60),
+    )
 }
 
 fn documents(text: &str) -> Vec<Value> {
@@ -49,18 +45,12 @@ fn documents(text: &str) -> Vec<Value> {
 }
 
 fn validate(files: &[PathBuf]) -> String {
-    let out = Command::new(validator())
-        .args(["--strict", "-k", "1.33.0"])
-        .args(files)
-        .output()
-        .expect("run kubernetes-validate");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    text
+    tool_output(
+        Command::new(validator())
+            .args(["--strict", "-k", "1.33.0"])
+            .args(files),
+        Duration::from_secs(120),
+    )
 }
 
 #[test]

@@ -65,18 +65,10 @@ fn metric_names(rules: &Value) -> Vec<String> {
 }
 
 fn promtool(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(tool("promtool"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run promtool");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "promtool {args:?}:\n{text}");
-    text
+    tool_output(
+        Command::new(tool("promtool")).args(args).current_dir(dir),
+        Duration::from_secs(60),
+    )
 }
 
 /// promtool finds the alerts valid, and each fires when it should and not before, with the

@@ -401,6 +401,47 @@ pub fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
     }
 }
 
+/// Runs a tool a test checks with (a validator, promtool) to completion within `timeout`:
+/// its standard output, or a panic with both outputs when it fails or hangs.
+#[track_caller]
+pub fn tool_output(command: &mut Command, timeout: Duration) -> String {
+    let what = format!("{command:?}");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    // Read as it runs: a tool that fills a pipe would wait for ever on a reader that waits too.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    match status {
+        Some(s) if s.success() => out,
+        Some(s) => panic!("{what}: {s}\n{out}{err}"),
+        None => panic!("{what} did not finish in {timeout:?}\n{out}{err}"),
+    }
+}
+
 // ---- DNS over the wire -------------------------------------------------------------------
 
 pub fn name(s: &str) -> Name {
