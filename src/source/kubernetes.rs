@@ -96,8 +96,8 @@ pub struct Connection {
 }
 
 /// Builds the connection. Each request for a scope's pods that the API server answers with
-/// success counts as an answer for that scope, and for the source's last sync in `metrics` (see
-/// [`Answers::answered`]).
+/// success counts as an answer for that scope, and for the source's last sync in `metrics`: the
+/// least recent of its scopes' answers.
 pub async fn client(
     settings: &KubeSettings,
     metrics: &Arc<Metrics>,
