@@ -71,12 +71,29 @@ impl Admin {
             }
             "/metrics" => {
                 self.metrics.set_ready(self.is_ready());
-                let body = self.metrics.render();
-                (
-                    StatusCode::OK,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    body,
-                )
+                // OpenMetrics for who asks for it (Prometheus does), the older text format,
+                // which every scraper and promtool read, for everyone else.
+                let open_metrics = req
+                    .headers()
+                    .get_all(hyper::header::ACCEPT)
+                    .iter()
+                    .any(|v| {
+                        v.to_str()
+                            .is_ok_and(|s| s.contains("application/openmetrics-text"))
+                    });
+                if open_metrics {
+                    (
+                        StatusCode::OK,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        self.metrics.render(),
+                    )
+                } else {
+                    (
+                        StatusCode::OK,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        self.metrics.render_prometheus(),
+                    )
+                }
             }
             "/members" => {
                 let snapshot = self.published.load();

@@ -333,13 +333,49 @@ impl Metrics {
         registry
     }
 
-    /// The Prometheus text exposition.
+    /// The OpenMetrics text exposition.
     pub fn render(self: &Arc<Self>) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry())
             .expect("writing to a String cannot fail");
         out
     }
+
+    /// The Prometheus text exposition (format 0.0.4), for whatever does not ask for
+    /// OpenMetrics: `curl`, `promtool check metrics`, scrapers that read only this format (they
+    /// refuse OpenMetrics' `info` type and `# EOF`).
+    pub fn render_prometheus(self: &Arc<Self>) -> String {
+        prometheus_text(&self.render())
+    }
+}
+
+/// OpenMetrics text as the Prometheus text format: the same samples, each family named as its
+/// samples are (a counter's `_total`; an info metric's `_info`, a gauge there), without `# EOF`.
+fn prometheus_text(open_metrics: &str) -> String {
+    let mut out = String::with_capacity(open_metrics.len());
+    // A family's HELP comes before its TYPE, which decides its name.
+    let mut help: Option<&str> = None;
+    for line in open_metrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest);
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (family, kind) = rest.split_once(' ').unwrap_or((rest, "unknown"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{family}_total"), kind),
+                "info" => (format!("{family}_info"), "gauge"),
+                "unknown" => (family.to_owned(), "untyped"),
+                _ => (family.to_owned(), kind),
+            };
+            if let Some(text) = help.take().and_then(|h| h.strip_prefix(family)) {
+                out.push_str(&format!("# HELP {name}{text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+        } else if !(line == "# EOF" || line.starts_with("# UNIT ")) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {

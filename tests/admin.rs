@@ -41,7 +41,28 @@ fn health_and_readiness() {
         )),
         "{m}"
     );
-    assert!(m.ends_with("# EOF\n"), "OpenMetrics text");
+    // The Prometheus text format unless OpenMetrics is asked for, as Prometheus asks.
+    assert!(m.contains("# TYPE roster_build_info gauge\n"), "{m}");
+    assert!(!m.contains("# EOF"), "{m}");
+    let (status, head, om) = http_get_with(
+        admin,
+        "/metrics",
+        "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n",
+    );
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    assert!(om.contains("# TYPE roster_build info\n"), "{om}");
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    let samples = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.rsplit_once(' ').unwrap().0.to_owned())
+            .collect()
+    };
+    assert_eq!(samples(&m), samples(&om), "the same series in both");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! roster as Prometheus sees it: the real Prometheus scraping the real binary and evaluating the
-//! alerts of `deploy/extras/prometheusrule.yaml`, and promtool (Prometheus's rule checker)
-//! checking those alerts and running their unit tests (`tests/fixtures/prometheus`).
+//! alerts of `deploy/extras/prometheusrule.yaml`, and promtool checking roster's metrics and
+//! those alerts, and running their unit tests (`tests/fixtures/prometheus`).
 //!
 //! Both come from Debian's `prometheus` package, which `tests/run.sh` unpacks into
 //! `target/prometheus` (installing it would also start a Prometheus server).
@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use hickory_server::proto::rr::RecordType;
 use serde_json::Value;
 
 fn root() -> &'static Path {
@@ -86,6 +87,36 @@ fn the_alerts_are_valid_and_fire_when_they_should() {
     assert!(checked.contains("SUCCESS: 7 rules found"), "{checked}");
     let tested = promtool(&dir, &["test", "rules", "alerts-test.yaml"]);
     assert!(tested.contains("SUCCESS"), "{tested}");
+}
+
+/// What a plain GET of /metrics returns (to curl, or a scraper that does not ask for
+/// OpenMetrics) passes promtool's check: it parses as the Prometheus text format (OpenMetrics'
+/// `info` type and `# EOF` do not) and breaks none of its naming rules.
+#[test]
+fn the_metrics_pass_promtool_check() {
+    let r = Roster::start_with("", &world(), &["--admin-listen", "127.0.0.1:0"]);
+    // Series of every kind: counters, histograms with observations, gauges, the info metric.
+    udp(
+        r.addr,
+        &query("db-0.db.prod.roster.internal.", RecordType::A),
+    );
+    udp(
+        r.addr,
+        &query("nope.db.prod.roster.internal.", RecordType::SRV),
+    );
+    let (status, text) = http_get(r.admin.unwrap(), "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("roster_dns_answer_duration_seconds_bucket"),
+        "{text}"
+    );
+    let dir = temp_dir();
+    std::fs::write(dir.join("metrics.txt"), &text).unwrap();
+    let script = format!("{} check metrics < metrics.txt", tool("promtool").display());
+    tool_output(
+        Command::new("sh").args(["-c", &script]).current_dir(&dir),
+        Duration::from_secs(60),
+    );
 }
 
 /// Prometheus, killed by its PID when dropped.
@@ -168,7 +199,7 @@ fn within<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T
     None
 }
 
-/// The real Prometheus scrapes roster's /metrics (OpenMetrics, with an info metric and `# EOF`),
+/// The real Prometheus scrapes roster's /metrics (OpenMetrics, which it asks for),
 /// stores what roster reports, has every metric the alerts name (a misspelt one would leave an
 /// alert silent for ever), and evaluates every alert against it without error.
 #[test]

@@ -621,12 +621,18 @@ impl Daemon {
 
 /// GET `path` over HTTP/1.0; (status code, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let (status, _, body) = http_get_with(addr, path, "");
+    (status, body)
+}
+
+/// GET `path` over HTTP/1.0 with `headers` (each ending in CR LF); (status code, head, body).
+pub fn http_get_with(addr: SocketAddr, path: &str, headers: &str) -> (u16, String, String) {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: roster\r\n\r\n").as_bytes())
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: roster\r\n{headers}\r\n").as_bytes())
         .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
@@ -636,7 +642,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    (status, body.to_owned())
+    (status, head.to_owned(), body.to_owned())
 }
 
 /// The value of one sample in a Prometheus text exposition (`name{labels}` as written), or 0.
