@@ -58,6 +58,10 @@ if [ ! -x target/prometheus/usr/bin/promtool ] && ! { [ -x /usr/bin/promtool ] &
   chmod 755 "$deb_dir"
   # Where the package lists were never fetched, fetch them first.
   (cd "$deb_dir" && apt-get download -qq prometheus 2>/dev/null) || {
+    if [ "${as_root[*]}" = false ]; then
+      echo "tests/run.sh: cannot download Debian's prometheus package; run this script as root (it runs apt-get update)" >&2
+      exit 1
+    fi
     "${as_root[@]}" apt-get update -qq
     (cd "$deb_dir" && apt-get download -qq prometheus)
   }
