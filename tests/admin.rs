@@ -182,28 +182,22 @@ fn zone_and_source_metrics_follow_pod_changes() {
 #[test]
 fn an_unchanged_pods_file_keeps_the_last_sync_recent() {
     let r = with_admin(&world());
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64()
-    };
-    let last_sync = || metric(&scrape(&r), "roster_source_last_sync_timestamp_seconds");
-    let loaded = last_sync();
+    let synced = || last_sync(r.admin.unwrap());
+    let loaded = synced();
     std::thread::sleep(Duration::from_millis(2500));
-    let quiet = last_sync();
+    let quiet = synced();
     // Whole seconds: 2.5 s later it has moved by 2 or 3.
     assert!(quiet >= loaded + 2.0, "{loaded} then {quiet}");
-    assert!(quiet <= now() + 0.5);
+    assert!(quiet <= unix_now() + 0.5);
 
     r.write_pods("{ not json");
     assert!(
         r.wait_log("pods file reload failed", Duration::from_secs(3))
             .is_some()
     );
-    let broken = now();
+    let broken = unix_now();
     std::thread::sleep(Duration::from_millis(1500));
-    let failing = last_sync();
+    let failing = synced();
     assert!(
         failing <= broken,
         "{failing} is after the file broke at {broken}"

@@ -249,23 +249,16 @@ fn a_quiet_watch_keeps_the_last_sync_recent() {
     // Watches renewed every 2 s.
     let config = kube_config(&api, &dir, "api_timeout = 3\n");
     let r = Roster::start_with(&config, "", &["--admin-listen", "127.0.0.1:0"]);
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64()
-    };
-    let listed = now();
+    let listed = unix_now();
     std::thread::sleep(Duration::from_secs(7));
-    let (_, body) = http_get(r.admin.unwrap(), "/metrics");
-    let last = metric(&body, "roster_source_last_sync_timestamp_seconds");
+    let last = last_sync(r.admin.unwrap());
     assert!(
         last > listed + 3.0,
         "last sync {:.1} s after the list, 7 s later, watches renewed every 2 s\n{}",
         last - listed,
         r.log()
     );
-    assert!(last <= now() + 1.0, "{last}");
+    assert!(last <= unix_now() + 1.0, "{last}");
 }
 
 /// With several namespaces, one whose requests are refused (its RoleBinding deleted) stops the
@@ -284,11 +277,8 @@ fn one_failing_namespace_ages_the_last_sync() {
         "api_timeout = 3\nnamespaces = [\"prod\", \"staging\"]\n",
     );
     let r = Roster::start_with(&config, "", &["--admin-listen", "127.0.0.1:0"]);
-    let last_sync = || {
-        let (_, body) = http_get(r.admin.unwrap(), "/metrics");
-        metric(&body, "roster_source_last_sync_timestamp_seconds")
-    };
-    let listed = last_sync();
+    let synced = || last_sync(r.admin.unwrap());
+    let listed = synced();
     assert!(listed > 0.0, "both namespaces listed\n{}", r.log());
     api.forbid_namespace(Some("staging"));
     api.drop_watches();
@@ -298,19 +288,19 @@ fn one_failing_namespace_ages_the_last_sync() {
         "the refusal is logged\n{}",
         r.log()
     );
-    let frozen = last_sync();
+    let frozen = synced();
     // prod's watch is renewed and its changes served all along.
     db(&api, 1, "10.0.0.2");
     expect_db(&r, 1, "10.0.0.2", WITHIN, "prod still watched");
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(
-        last_sync(),
+        synced(),
         frozen,
         "prod's answers moved the last sync on while staging was refused\n{}",
         r.log()
     );
     api.forbid_namespace(None);
-    let recent = r.eventually(AFTER_BACKOFF, || last_sync() > frozen + 4.0);
+    let recent = r.eventually(AFTER_BACKOFF, || synced() > frozen + 4.0);
     assert!(recent.is_some(), "staging answers again\n{}", r.log());
 }
 

@@ -161,9 +161,14 @@ impl Answers {
             ["", "api", "v1", "namespaces", ns, "pods"] => Scope::Namespace((*ns).to_owned()),
             _ => return None,
         };
+        self.slot(&asked)
+    }
+
+    /// The time of `scope`'s last answer, where `scope` is watched.
+    fn slot(&self, scope: &Scope) -> Option<&AtomicU64> {
         self.scopes
             .iter()
-            .find(|(s, _)| *s == asked)
+            .find(|(s, _)| s == scope)
             .map(|(_, at)| at)
     }
 
@@ -188,24 +193,21 @@ impl Answers {
 
     /// [`Answers::answered`] for `scope`, by a watch event it sent.
     fn answered_for(&self, scope: &Scope, health: &Health) {
-        if let Some((_, at)) = self.scopes.iter().find(|(s, _)| s == scope) {
+        if let Some(at) = self.slot(scope) {
             self.answered(at, health);
         }
     }
 
     fn last(&self, scope: &Scope) -> u64 {
-        self.scopes
-            .iter()
-            .find(|(s, _)| s == scope)
-            .map_or(0, |(_, at)| at.load(Ordering::Relaxed))
+        self.slot(scope).map_or(0, |at| at.load(Ordering::Relaxed))
     }
 }
 
-/// The client's service, noting each successful answer of the API server: as a sync, and for its
-/// scope. The watcher's events alone miss the answers that carry none: a watch renewed (every
-/// two thirds of `api_timeout`) in a cluster where no pod changes. The last sync would age for
-/// hours while roster is in step with the API server, and an outage's end would go unlogged
-/// until the next pod change.
+/// The client's service, noting each successful answer of the API server for a scope's pods
+/// (see [`Answers::answered`]). The watcher's events alone miss the answers that carry none: a
+/// watch renewed (every two thirds of `api_timeout`) in a cluster where no pod changes. The last
+/// sync would age for hours while roster is in step with the API server, and an outage's end
+/// would go unlogged until the next pod change.
 #[derive(Clone)]
 struct Answering<S> {
     inner: S,

@@ -619,6 +619,20 @@ impl Daemon {
 
 // ---- HTTP ---------------------------------------------------------------------------------
 
+/// Seconds since the Unix epoch, as metrics carry times.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// `roster_source_last_sync_timestamp_seconds` from the admin listener at `admin`.
+pub fn last_sync(admin: SocketAddr) -> f64 {
+    let (_, body) = http_get(admin, "/metrics");
+    metric(&body, "roster_source_last_sync_timestamp_seconds")
+}
+
 /// GET `path` over HTTP/1.0; (status code, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let (status, _, body) = http_get_with(addr, path, "");
