@@ -19,6 +19,9 @@ freshness at smaller sizes; and the pods file as JSON and as YAML at 100,000 mem
     benches/compare.py --only udp5k    # one scenario: udp5k, edns100k, tcp5k, load100k, fresh100k,
                                        # freshsizes (the file source's freshness by zone size),
                                        # formats100k (the pods file as JSON and as YAML)
+    benches/compare.py --only soakfile # not in "everything": fresh100k for ten minutes, resident
+                                       # memory each minute (the Kubernetes source's soak is
+                                       # cargo bench --bench kube -- --soak 600)
 
 Installs knot, nsd and dnsperf (Debian packages) when missing; needs root for that.
 """
@@ -49,6 +52,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # each of its lone queries wakes the server's core.
 PROBE_EVERY = 0.00025
 SCENARIOS = ["udp5k", "edns100k", "tcp5k", "load100k", "fresh100k", "freshsizes", "formats100k"]
+# Run only when named: ten minutes.
+LONG = ["soakfile"]
 
 
 def ensure_tools():
@@ -422,6 +427,26 @@ def file_sizes(sizes=(400, 2_000, 5_000, 10_000), seconds=20):
               f"| {r['changed'] / (r['versions'] + 1):.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | {r['served']:,.0f} |", flush=True)
 
 
+def file_soak(services, members, seconds=600, rate=1000):
+    """fresh100k for `seconds`: resident memory at each minute, so that growth shows (every pod
+    changes about six times in ten minutes), and what dnsperf saw."""
+    r = file_run(services, members, seconds, rate)
+    print(f"\n### Soak, file source, {services * members:,} members\n")
+    print(f"{r['rate']:,.0f} pod changes/s ({r['changed']:,} in all) for {r['elapsed']:.0f} s in {r['versions'] + 1} "
+          f"versions of the pods file, while dnsperf sent {r['served']:,.0f} qps (half of the measured maximum, "
+          f"{r['maximum']:,.0f}).\n")
+    print("| queries sent | lost | response codes | resident memory, 1 min -> end | versions p50 / p99 / max (ms) |")
+    print("|---|---|---|---|---|")
+    series = r["rss_series"]
+    after_minute = next((rss for at, rss in series if at >= 60), series[-1][1])
+    end = series[-1][1]
+    sent = f"{int(r['sent']):,}" if r["sent"].isdigit() else r["sent"]
+    print(f"| {sent} | {r['lost']} | {r['codes']} | {after_minute:.1f} -> {end:.1f} MiB "
+          f"({(end - after_minute) / after_minute:+.1%}; {series[0][1]:.1f} MiB at the start) "
+          f"| {r['p50']:.1f} / {r['p99']:.1f} / {r['max']:.1f} |")
+    print("\nResident memory by minute: " + ", ".join(f"{at / 60:.0f}: {rss:.1f}" for at, rss in series))
+
+
 def file_run(services, members, seconds, rate):
     """The file source at `rate` pod changes a second while roster answers half its maximum
     query load. A writer replaces the pods file (a new file renamed into place) version after
@@ -444,7 +469,7 @@ def file_run(services, members, seconds, rate):
         admin = free_port()
         server = Server("roster", w, free_port(), ["--admin-listen", f"127.0.0.1:{admin}"])
         rnd = random.Random(11)
-        took, changed, busy_rss = [], 0, 0
+        took, changed, busy_rss, rss_series = [], 0, 0, []
         # The writer and the prober are load, like dnsperf: they run on its core, not the server's.
         affinity = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {int(CLIENT_CORE)})
@@ -458,6 +483,8 @@ def file_run(services, members, seconds, rate):
             time.sleep(1)
             began = time.monotonic()
             while time.monotonic() - began < seconds:
+                if time.monotonic() - began >= 60 * len(rss_series):
+                    rss_series.append((time.monotonic() - began, server.rss_mib()))
                 due = max(1, int((time.monotonic() - began) * rate) - changed)
                 for n in rnd.sample(range(len(pods)), due):
                     changed += 1
@@ -470,11 +497,15 @@ def file_run(services, members, seconds, rate):
                 took.append(replace_and_time(server.port, path, head + ", ".join(items) + "]}", name, new))
                 busy_rss = max(busy_rss, server.rss_mib())
             elapsed = time.monotonic() - began
+            rss_series.append((elapsed, server.rss_mib()))
             with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as r:
                 metrics = r.read().decode()
             out = load.communicate()[0]
             served = next((line.split()[3] for line in out.splitlines() if "Queries per second:" in line), "?")
             lost = next((line.split()[2] for line in out.splitlines() if "Queries lost:" in line), "?")
+            sent = next((line.split()[2] for line in out.splitlines() if "Queries sent:" in line), "?")
+            codes = next((line.split(":", 1)[1].strip() for line in out.splitlines()
+                          if "Response codes:" in line), "?")
         finally:
             server.stop()
             os.sched_setaffinity(0, affinity)
@@ -495,7 +526,8 @@ def file_run(services, members, seconds, rate):
         return {"rate": changed / elapsed, "elapsed": elapsed, "versions": len(took), "changed": changed,
                 "served": float(served), "maximum": maximum, "lost": lost, "p50": pct(0.5), "p99": pct(0.99),
                 "max": took[-1] * 1000, "first": first * 1000, "rss": busy_rss, "programmed": total,
-                "within": within, "mb": mb, "read": read}
+                "within": within, "mb": mb, "read": read,
+                "rss_series": rss_series, "sent": sent, "codes": codes}
 
 
 def replace_and_time(port, path, text, name, new, limit=5):
@@ -611,7 +643,7 @@ def kube_freshness():
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one run of each scenario, 5 s each")
-    parser.add_argument("--only", choices=SCENARIOS, action="append")
+    parser.add_argument("--only", choices=SCENARIOS + LONG, action="append")
     args = parser.parse_args()
     ensure_tools()
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "roster"], cwd=ROOT, check=True)
@@ -634,6 +666,8 @@ def main():
         file_sizes()
     if "formats100k" in only:
         file_formats(20_000, 5)
+    if "soakfile" in only:
+        file_soak(20_000, 5, seconds=120 if args.quick else 600)
 
 
 if __name__ == "__main__":
