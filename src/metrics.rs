@@ -383,6 +383,12 @@ fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fm
         .encode_counter::<NoLabelSet, _, u64>(&v, None)
 }
 
+/// 0 for never, as the sync metrics say it.
+fn unix_seconds(at: Option<std::time::SystemTime>) -> i64 {
+    at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt::Result {
     e.encode_descriptor(name, help, None, MetricType::Gauge)?
         .encode_gauge(&v)
@@ -531,17 +537,27 @@ impl Collector for Metrics {
             "Failed attempts of the source: pods file reloads that did not parse, API requests that failed",
             self.health.errors_total(),
         )?;
-        let last_sync = self
-            .health
-            .last_sync()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs() as i64);
         gauge(
             &mut e,
             "roster_source_last_sync_timestamp_seconds",
             "Unix time of the last successful sync with the source (0: never)",
-            last_sync,
+            unix_seconds(self.health.last_sync()),
         )?;
+        let mut namespaces = self.health.namespace_syncs().peekable();
+        if namespaces.peek().is_some() {
+            let mut m = e.encode_descriptor(
+                "roster_source_namespace_last_sync_timestamp_seconds",
+                "Unix time of the API server's last successful answer for one of \
+                 source.namespaces (0: never)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (namespace, at) in namespaces {
+                let labels = [("namespace", namespace)];
+                m.encode_family(&labels.as_slice())?
+                    .encode_gauge(&unix_seconds(at))?;
+            }
+        }
         histogram(
             &mut e,
             "roster_programming_latency_seconds",

@@ -278,8 +278,16 @@ fn one_failing_namespace_ages_the_last_sync() {
     );
     let r = Roster::start_with(&config, "", &["--admin-listen", "127.0.0.1:0"]);
     let synced = || last_sync(r.admin.unwrap());
+    // Which namespace ages it, for an operator reading the metrics.
+    let namespace = |ns: &str| {
+        let (_, body) = http_get(r.admin.unwrap(), "/metrics");
+        let sample =
+            format!("roster_source_namespace_last_sync_timestamp_seconds{{namespace=\"{ns}\"}}");
+        metric(&body, &sample)
+    };
     let listed = synced();
     assert!(listed > 0.0, "both namespaces listed\n{}", r.log());
+    assert!(namespace("prod") >= listed && namespace("staging") >= listed);
     api.forbid_namespace(Some("staging"));
     api.drop_watches();
     let refused = r.wait_log("still serving the last good state", Duration::from_secs(10));
@@ -292,12 +300,23 @@ fn one_failing_namespace_ages_the_last_sync() {
     // prod's watch is renewed and its changes served all along.
     db(&api, 1, "10.0.0.2");
     expect_db(&r, 1, "10.0.0.2", WITHIN, "prod still watched");
+    let staging = namespace("staging");
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(
         synced(),
         frozen,
         "prod's answers moved the last sync on while staging was refused\n{}",
         r.log()
+    );
+    assert_eq!(
+        namespace("staging"),
+        staging,
+        "staging's own sync stands still"
+    );
+    assert!(
+        namespace("prod") > staging + 3.0,
+        "prod's own sync follows its renewed watches: {} against staging's {staging}",
+        namespace("prod")
     );
     api.forbid_namespace(None);
     let recent = r.eventually(AFTER_BACKOFF, || synced() > frozen + 4.0);

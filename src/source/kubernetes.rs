@@ -124,6 +124,9 @@ pub async fn client(
     config.default_retry = false;
     info!(server = %config.cluster_url, "Kubernetes API server");
     let answers = Arc::new(Answers::new(settings.scopes()));
+    metrics
+        .health()
+        .watch_namespaces(settings.selection.namespaces.iter().map(String::as_str));
     let (told, health) = (answers.clone(), metrics.clone());
     let client = ClientBuilder::try_from(config)?
         .with_layer(&layer_fn(move |inner| Answering {
@@ -154,8 +157,8 @@ impl Answers {
         (self.base.elapsed().as_nanos() as u64).max(1)
     }
 
-    /// The scope whose pods `path` asks for.
-    fn scope(&self, path: &str) -> Option<&AtomicU64> {
+    /// The scope whose pods `path` asks for, with the time of its last answer.
+    fn scope(&self, path: &str) -> Option<&(Scope, AtomicU64)> {
         let asked = match path.split('/').collect::<Vec<_>>().as_slice() {
             ["", "api", "v1", "pods"] => Scope::Cluster,
             ["", "api", "v1", "namespaces", ns, "pods"] => Scope::Namespace((*ns).to_owned()),
@@ -164,21 +167,21 @@ impl Answers {
         self.slot(&asked)
     }
 
-    /// The time of `scope`'s last answer, where `scope` is watched.
-    fn slot(&self, scope: &Scope) -> Option<&AtomicU64> {
-        self.scopes
-            .iter()
-            .find(|(s, _)| s == scope)
-            .map(|(_, at)| at)
+    /// `scope` with the time of its last answer, where `scope` is watched.
+    fn slot(&self, scope: &Scope) -> Option<&(Scope, AtomicU64)> {
+        self.scopes.iter().find(|(s, _)| s == scope)
     }
 
-    /// Notes an answer for the scope whose time is `at`. The source is in step with the API
-    /// server as of its least recent scope: a namespace whose requests fail (a missing
+    /// Notes an answer for `scope`, whose last answer was `at`. The source is in step with the
+    /// API server as of its least recent scope: a namespace whose requests fail (a missing
     /// RoleBinding) ages the last sync while the others answer; before every scope has answered
     /// once there is no sync.
-    fn answered(&self, at: &AtomicU64, health: &Health) {
+    fn answered(&self, (scope, at): &(Scope, AtomicU64), health: &Health) {
         let now = self.now();
         at.store(now, Ordering::Relaxed);
+        if let Scope::Namespace(namespace) = scope {
+            health.namespace_synced_at(namespace, SystemTime::now());
+        }
         let oldest = self
             .scopes
             .iter()
@@ -193,13 +196,14 @@ impl Answers {
 
     /// [`Answers::answered`] for `scope`, by a watch event it sent.
     fn answered_for(&self, scope: &Scope, health: &Health) {
-        if let Some(at) = self.slot(scope) {
-            self.answered(at, health);
+        if let Some(slot) = self.slot(scope) {
+            self.answered(slot, health);
         }
     }
 
     fn last(&self, scope: &Scope) -> u64 {
-        self.slot(scope).map_or(0, |at| at.load(Ordering::Relaxed))
+        self.slot(scope)
+            .map_or(0, |(_, at)| at.load(Ordering::Relaxed))
     }
 }
 
@@ -235,9 +239,9 @@ where
         Box::pin(async move {
             let response = answer.await?;
             if response.status().is_success()
-                && let Some(at) = answers.scope(&path)
+                && let Some(slot) = answers.scope(&path)
             {
-                answers.answered(at, metrics.health());
+                answers.answered(slot, metrics.health());
             }
             Ok(response)
         })
@@ -532,13 +536,21 @@ mod tests {
         answers
             .scope("/api/v1/namespaces/prod/pods")
             .unwrap()
+            .1
             .store(answers.now(), Ordering::Relaxed);
         assert!(answers.last(&prod) > 0);
         assert_eq!(answers.last(&Scope::Namespace("dev".into())), 0);
-        // The source's last sync waits for every scope, then follows the least recent.
+        // The source's last sync waits for every scope, then follows the least recent; each
+        // namespace's own is kept apart.
         let health = Health::default();
+        health.watch_namespaces(["prod", "dev"]);
         answers.answered_for(&prod, &health);
         assert_eq!(health.last_sync(), None, "dev never answered");
+        let each: Vec<_> = health.namespace_syncs().collect();
+        assert!(
+            matches!(each[..], [("prod", Some(_)), ("dev", None)]),
+            "{each:?}"
+        );
         answers.answered_for(&Scope::Namespace("dev".into()), &health);
         let both = health.last_sync().expect("both answered");
         std::thread::sleep(Duration::from_millis(50));

@@ -13,6 +13,7 @@ pub mod selection;
 mod slim;
 
 use std::net::IpAddr;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -289,6 +290,9 @@ pub struct Health {
     /// event); 0 before the first.
     last_sync_ms: AtomicU64,
     errors_total: AtomicU64,
+    /// With `source.namespaces`, the last successful answer for each namespace, as
+    /// `last_sync_ms`: which one ages the source's sync, for an operator looking at metrics.
+    namespaces: OnceLock<Box<[NamespaceSync]>>,
 }
 
 impl Health {
@@ -298,10 +302,7 @@ impl Health {
 
     /// A sync as of `at`; never moves the last sync back (answers noted out of order).
     pub fn synced_at(&self, at: SystemTime) {
-        let ms = at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        self.last_sync_ms.fetch_max(ms, Ordering::Relaxed);
+        self.last_sync_ms.fetch_max(unix_ms(at), Ordering::Relaxed);
     }
 
     /// Counts one failed attempt and returns the total so far.
@@ -314,13 +315,52 @@ impl Health {
     }
 
     pub fn last_sync(&self) -> Option<SystemTime> {
-        match self.last_sync_ms.load(Ordering::Relaxed) {
-            0 => None,
-            ms => Some(UNIX_EPOCH + Duration::from_millis(ms)),
-        }
+        from_unix_ms(self.last_sync_ms.load(Ordering::Relaxed))
     }
 
     pub fn since_last_sync(&self) -> Option<Duration> {
         self.last_sync().map(|t| t.elapsed().unwrap_or_default())
     }
+
+    /// The namespaces whose syncs are told apart; set once, by the source that watches them.
+    pub fn watch_namespaces<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let table = names
+            .into_iter()
+            .map(|n| (Box::from(n), AtomicU64::new(0)))
+            .collect();
+        let _ = self.namespaces.set(table);
+    }
+
+    /// A sync of `namespace` as of `at`, as [`Health::synced_at`] for the source.
+    pub fn namespace_synced_at(&self, namespace: &str, at: SystemTime) {
+        let slot = self
+            .namespaces
+            .get()
+            .and_then(|t| t.iter().find(|(n, _)| &**n == namespace));
+        if let Some((_, ms)) = slot {
+            ms.fetch_max(unix_ms(at), Ordering::Relaxed);
+        }
+    }
+
+    /// Each watched namespace's last sync (`None`: never), in the order they were given.
+    pub fn namespace_syncs(&self) -> impl Iterator<Item = (&str, Option<SystemTime>)> {
+        self.namespaces
+            .get()
+            .into_iter()
+            .flatten()
+            .map(|(n, ms)| (&**n, from_unix_ms(ms.load(Ordering::Relaxed))))
+    }
+}
+
+/// A namespace and its last sync, in milliseconds since the Unix epoch (0: never).
+type NamespaceSync = (Box<str>, AtomicU64);
+
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// 0 is never.
+fn from_unix_ms(ms: u64) -> Option<SystemTime> {
+    (ms > 0).then(|| UNIX_EPOCH + Duration::from_millis(ms))
 }
