@@ -392,10 +392,9 @@ impl Snapshot {
                 self.link_address(*ip, m);
             }
         }
-        let namespace: Box<str> = id.namespace().into();
         match (old.is_some(), node) {
             (false, Some(new)) => {
-                *self.namespaces.entry(namespace).or_insert(0) += 1;
+                *self.namespaces.entry(id.namespace().into()).or_insert(0) += 1;
                 self.services.insert(id.clone(), Arc::new(new));
             }
             (true, Some(new)) => {
@@ -403,6 +402,7 @@ impl Snapshot {
             }
             (true, None) => {
                 self.services.remove(id);
+                let namespace: Box<str> = id.namespace().into();
                 let left = self
                     .namespaces
                     .get(&namespace)
@@ -419,33 +419,38 @@ impl Snapshot {
     }
 
     fn link_address(&mut self, ip: IpAddr, member: &Arc<Identity>) {
-        let key = |id: &Identity| (id.service.clone(), id.member.clone());
-        let mut holders: Vec<Arc<Identity>> = self
-            .reverse
-            .get(&ip)
-            .map(|n| n.to_vec())
-            .unwrap_or_default();
-        holders.retain(|h| key(h) != key(member));
-        let at = holders.partition_point(|h| key(h) < key(member));
+        // Mostly the address is new: one walk down the tree, not a lookup and an insert.
+        let Some(others) = self.reverse.insert(ip, Arc::from([member.clone()])) else {
+            return;
+        };
+        let mut holders: Vec<Arc<Identity>> = others
+            .iter()
+            .filter(|h| holder_key(h) != holder_key(member))
+            .cloned()
+            .collect();
+        let at = holders.partition_point(|h| holder_key(h) < holder_key(member));
         holders.insert(at, member.clone());
         self.reverse.insert(ip, holders.into());
     }
 
     fn unlink_address(&mut self, ip: IpAddr, member: &Identity) {
-        let Some(holders) = self.reverse.get(&ip) else {
+        let Some(holders) = self.reverse.remove(&ip) else {
             return;
         };
-        let holders: Vec<Arc<Identity>> = holders
+        let rest: Vec<Arc<Identity>> = holders
             .iter()
-            .filter(|h| (&h.service, &h.member) != (&member.service, &member.member))
+            .filter(|h| holder_key(h) != holder_key(member))
             .cloned()
             .collect();
-        if holders.is_empty() {
-            self.reverse.remove(&ip);
-        } else {
-            self.reverse.insert(ip, holders.into());
+        if !rest.is_empty() {
+            self.reverse.insert(ip, rest.into());
         }
     }
+}
+
+/// Holders of one address are sorted by this, and one member holds it once.
+fn holder_key(id: &Identity) -> (&ServiceId, &str) {
+    (&id.service, &id.member)
 }
 
 #[cfg(test)]
