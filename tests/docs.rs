@@ -35,16 +35,31 @@ fn every_configuration_key_is_documented() {
 #[test]
 fn every_metric_is_documented() {
     let r = Roster::start_with("", &world(), &["--admin-listen", "127.0.0.1:0"]);
-    let (_, text) = http_get(r.admin.unwrap(), "/metrics");
-    let readme = readme();
-    let mut names = Vec::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            // The Prometheus text format names a family as its samples are.
-            names.push(format!("`{}`", rest.split_whitespace().next().unwrap()));
-        }
-    }
+    let mut names = families(r.admin.unwrap());
+    // Some families exist only with the Kubernetes source and `source.namespaces`.
+    let api = fake_api::FakeApi::start();
+    api.apply(fake_api::pod("prod", "db-0", "db", "10.0.0.1", true));
+    let dir = temp_dir();
+    let config = format!(
+        "[source]\ntype = \"kubernetes\"\nkubeconfig = \"{}\"\nnamespaces = [\"prod\"]\n",
+        api.kubeconfig(&dir).display()
+    );
+    let kube = Roster::start_with(&config, "", &["--admin-listen", "127.0.0.1:0"]);
+    names.extend(families(kube.admin.unwrap()));
+    names.sort();
+    names.dedup();
     assert!(names.len() > 20, "metrics found: {names:?}");
+    let readme = readme();
     let missing: Vec<&String> = names.iter().filter(|n| !readme.contains(*n)).collect();
     assert!(missing.is_empty(), "not in the README: {missing:?}");
+}
+
+/// The metric families the admin listener at `admin` exports, each as the README quotes it.
+fn families(admin: std::net::SocketAddr) -> Vec<String> {
+    let (_, text) = http_get(admin, "/metrics");
+    text.lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        // The Prometheus text format names a family as its samples are.
+        .map(|rest| format!("`{}`", rest.split_whitespace().next().unwrap()))
+        .collect()
 }
