@@ -140,7 +140,10 @@ fn main() -> ExitCode {
         Command::Peers(args) => peers(&args),
         Command::Status(args) => match roster::status::fetch(args.admin) {
             Ok(members) => {
-                print!("{}", roster::status::render(&members));
+                print!(
+                    "{}",
+                    roster::status::render(&members, std::time::SystemTime::now())
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -49,8 +49,8 @@ pub fn fetch(addr: SocketAddr) -> Result<Value, StatusError> {
     })
 }
 
-/// One line per member, then the pods that cannot be members.
-pub fn render(members: &Value) -> String {
+/// One line per member, then the pods that cannot be members; the last sync's age as of `now`.
+pub fn render(members: &Value, now: SystemTime) -> String {
     let mut rows: Vec<[String; 7]> = vec![
         [
             "SERVICE",
@@ -122,9 +122,17 @@ pub fn render(members: &Value) -> String {
     } else {
         "NOT READY"
     };
+    // Stale answers are the first thing to rule out: how long since the source was heard from.
+    let synced = match members["last_sync"].as_u64() {
+        Some(at) => {
+            let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            format!("last sync {} ago", age(now.saturating_sub(at)))
+        }
+        None => "no sync yet".into(),
+    };
     let _ = writeln!(
         out,
-        "roster: {ready}, serial {serial}, {} members\n",
+        "roster: {ready}, serial {serial}, {} members, {synced}\n",
         rows.len() - 1
     );
     for row in &rows {
@@ -151,6 +159,15 @@ pub fn render(members: &Value) -> String {
     out
 }
 
+/// Whole seconds up to two minutes, minutes up to two hours, then hours.
+fn age(seconds: u64) -> String {
+    match seconds {
+        0..120 => format!("{seconds} s"),
+        120..7200 => format!("{} min", seconds / 60),
+        _ => format!("{} h", seconds / 3600),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,7 +175,7 @@ mod tests {
     #[test]
     fn a_table() {
         let members = serde_json::json!({
-            "ready": true, "serial": 7,
+            "ready": true, "serial": 7, "last_sync": 1_000_000,
             "services": [{"namespace": "prod", "service": "db", "members": [
                 {"name": "db-0", "ordinal": 0, "pod": "db-0", "published": true, "reason": null,
                  "addresses": ["10.0.0.1"], "contenders": ["impostor"]},
@@ -167,9 +184,10 @@ mod tests {
             ]}],
             "skipped": [{"pod": "prod/db-x", "reason": "no_ordinal", "detail": "no ordinal"}],
         });
-        let table = render(&members);
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_300);
+        let table = render(&members, now);
         assert!(
-            table.starts_with("roster: ready, serial 7, 2 members"),
+            table.starts_with("roster: ready, serial 7, 2 members, last sync 5 min ago\n"),
             "{table}"
         );
         assert!(
@@ -183,5 +201,22 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("prod/db-x  no_ordinal"), "{table}");
+        let never = serde_json::json!({"ready": false, "serial": null, "last_sync": null,
+            "services": [], "skipped": []});
+        assert!(
+            render(&never, now)
+                .starts_with("roster: NOT READY, serial -, 0 members, no sync yet\n"),
+            "{}",
+            render(&never, now)
+        );
+    }
+
+    #[test]
+    fn ages_read_at_a_glance() {
+        assert_eq!(age(0), "0 s");
+        assert_eq!(age(119), "119 s");
+        assert_eq!(age(120), "2 min");
+        assert_eq!(age(7199), "119 min");
+        assert_eq!(age(7200), "2 h");
     }
 }

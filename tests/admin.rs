@@ -292,6 +292,12 @@ fn members_endpoint_and_roster_status() {
     let (code, out, err) = run(&r.dir, &["status", "--admin", &admin]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("roster: ready, serial "), "{out}");
+    // The file was read moments ago: its age in seconds, on the first line.
+    let first = out.lines().next().unwrap();
+    assert!(
+        first.contains(", last sync ") && first.ends_with(" s ago"),
+        "{out}"
+    );
     assert!(out.contains("also claimed by other"), "{out}");
     assert!(
         out.lines()
