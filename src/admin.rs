@@ -116,8 +116,11 @@ pub fn members_json(snapshot: Option<&Snapshot>, ready: bool, metrics: &Metrics)
         .last_sync()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_secs());
+    // Said by roster's clock, so that `roster status` elsewhere shows no clock skew.
+    let age = metrics.health().since_last_sync().map(|d| d.as_secs());
     let Some(snapshot) = snapshot else {
-        return json!({"ready": false, "serial": null, "last_sync": last_sync, "services": [], "skipped": []});
+        return json!({"ready": false, "serial": null, "last_sync": last_sync,
+            "last_sync_age_seconds": age, "services": [], "skipped": []});
     };
     let mut services: Vec<_> = snapshot.services().collect();
     services
@@ -156,6 +159,7 @@ pub fn members_json(snapshot: Option<&Snapshot>, ready: bool, metrics: &Metrics)
         "ready": ready,
         "serial": snapshot.serial,
         "last_sync": last_sync,
+        "last_sync_age_seconds": age,
         "services": services,
         "skipped": skipped,
     })

@@ -140,10 +140,7 @@ fn main() -> ExitCode {
         Command::Peers(args) => peers(&args),
         Command::Status(args) => match roster::status::fetch(args.admin) {
             Ok(members) => {
-                print!(
-                    "{}",
-                    roster::status::render(&members, std::time::SystemTime::now())
-                );
+                print!("{}", roster::status::render(&members));
                 ExitCode::SUCCESS
             }
             Err(e) => {
