@@ -114,8 +114,7 @@ pub fn members_json(snapshot: Option<&Snapshot>, ready: bool, metrics: &Metrics)
     let last_sync = metrics
         .health()
         .last_sync()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs());
+        .map(crate::source::unix_seconds);
     // Said by roster's clock, so that `roster status` elsewhere shows no clock skew.
     let age = metrics.health().since_last_sync().map(|d| d.as_secs());
     let Some(snapshot) = snapshot else {

@@ -384,9 +384,8 @@ fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fm
 }
 
 /// 0 for never, as the sync metrics say it.
-fn unix_seconds(at: Option<std::time::SystemTime>) -> i64 {
-    at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs() as i64)
+fn sync_gauge(at: Option<std::time::SystemTime>) -> i64 {
+    at.map_or(0, |t| crate::source::unix_seconds(t) as i64)
 }
 
 fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt::Result {
@@ -541,7 +540,7 @@ impl Collector for Metrics {
             &mut e,
             "roster_source_last_sync_timestamp_seconds",
             "Unix time of the last successful sync with the source (0: never)",
-            unix_seconds(self.health.last_sync()),
+            sync_gauge(self.health.last_sync()),
         )?;
         let mut namespaces = self.health.namespace_syncs().peekable();
         if namespaces.peek().is_some() {
@@ -555,7 +554,7 @@ impl Collector for Metrics {
             for (namespace, at) in namespaces {
                 let labels = [("namespace", namespace)];
                 m.encode_family(&labels.as_slice())?
-                    .encode_gauge(&unix_seconds(at))?;
+                    .encode_gauge(&sync_gauge(at))?;
             }
         }
         histogram(

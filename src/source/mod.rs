@@ -355,6 +355,11 @@ impl Health {
 /// A namespace and its last sync, in milliseconds since the Unix epoch (0: never).
 type NamespaceSync = (Box<str>, AtomicU64);
 
+/// Whole seconds since the Unix epoch, as the metrics and `/members` give a sync's time.
+pub fn unix_seconds(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
